@@ -1,0 +1,40 @@
+# permamap: two commands. `make run` and `make test` set everything up on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+CONFIG ?= config/config.yaml
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run dry-run test lint clean bench
+
+setup: $(STAMP)
+
+# The venv is reused when present; reinstalled when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "permamap needs Python 3.11 ($(PYTHON) not found)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --workflow-profile workflow/profiles/default
+	@$(BIN)/python -m permamap.cli where --configfile $(CONFIG)
+
+dry-run: setup
+	$(BIN)/snakemake -n --cores $(CORES) --configfile $(CONFIG) --workflow-profile workflow/profiles/default
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests bench workflow/scripts
+	$(BIN)/snakemake --lint --configfile $(CONFIG)
+
+bench: setup
+	$(BIN)/python bench/benchmark.py
+
+clean:
+	rm -rf results resources logs benchmarks .snakemake
