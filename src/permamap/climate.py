@@ -1,0 +1,187 @@
+"""Air temperature at the DEM and the annual freezing and thawing indices.
+
+Temperatures in C, degree-days in C*day, elevations in m, lapse rates in C per m.
+
+Monthly air temperature at a pixel (DESIGN.md 4.2)::
+
+    T_m(z) = T_m,ref + lapse_m * (z_ref - z) + dT
+
+with T_m,ref the reference (station) monthly mean at elevation z_ref and dT a scenario warming.
+MAAT is the day-weighted mean of the twelve months. The freezing index FDD = integral of
+max(0, -T) dt and thawing index TDD = integral of max(0, T) dt over the year are computed
+either
+
+* ``linear`` (default): T varies linearly between mid-month values (cyclic), and each
+  segment's positive/negative part is integrated exactly; or
+* ``monthly``: FDD = sum_m days_m * max(0, -T_m) (the classic monthly sum; it misses the
+  freezing or thawing inside months whose mean is on the other side of 0 C, so both indices
+  are biased low in spring and autumn).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+#: Days per month of a 365-day year.
+DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.float64)
+YEAR_DAYS = 365.0
+#: Mid-July (day 196.5 counted from 1 January 00:00) is the peak of the sinusoidal cycle.
+SINUSOID_PEAK_DAY = 181.0 + 15.5
+
+METHOD_LINEAR = 0
+METHOD_MONTHLY = 1
+METHODS = {"linear": METHOD_LINEAR, "monthly": METHOD_MONTHLY}
+
+
+def sinusoid_monthly_means(maat_c: float, amplitude_c: float, peak_day: float = SINUSOID_PEAK_DAY) -> np.ndarray:
+    """Monthly means of T(t) = MAAT + A cos(2 pi (t - t_peak) / 365), exact month averages.
+
+    The average of the cosine over a month [t0, t1] is
+    (P / (2 pi (t1 - t0))) [sin(w (t1 - t_peak)) - sin(w (t0 - t_peak))], w = 2 pi / P.
+    """
+    w = 2.0 * math.pi / YEAR_DAYS
+    edges = np.concatenate([[0.0], np.cumsum(DAYS_IN_MONTH)])
+    t0, t1 = edges[:-1], edges[1:]
+    mean_cos = (np.sin(w * (t1 - peak_day)) - np.sin(w * (t0 - peak_day))) / (w * (t1 - t0))
+    return maat_c + amplitude_c * mean_cos
+
+
+def station_monthly_c(station: dict) -> np.ndarray:
+    """The station's 12 monthly normals (C): given ``monthly_c`` or the sinusoid.
+
+    The sinusoid has mean ``maat_c`` and amplitude (``july_c`` - ``january_c``) / 2.
+    """
+    if station.get("monthly_c") is not None:
+        return np.asarray(station["monthly_c"], dtype=np.float64)
+    amplitude = 0.5 * (station["july_c"] - station["january_c"])
+    return sinusoid_monthly_means(station["maat_c"], amplitude)
+
+
+def lapse_rates_c_per_m(value) -> np.ndarray:
+    """Twelve monthly lapse rates (C per m) from one number or twelve."""
+    arr = np.asarray(value, dtype=np.float64)
+    return np.full(12, float(arr)) if arr.ndim == 0 else arr.copy()
+
+
+def annual_mean_c(monthly_c) -> float:
+    """Day-weighted annual mean of 12 monthly means."""
+    return float(np.dot(monthly_c, DAYS_IN_MONTH) / YEAR_DAYS)
+
+
+@nb.njit(cache=True, nogil=True)
+def _positive_part_integral(t0, t1, length):
+    """Integral over ``length`` days of max(0, T) for T linear from t0 to t1."""
+    if t0 >= 0.0 and t1 >= 0.0:
+        return 0.5 * (t0 + t1) * length
+    if t0 <= 0.0 and t1 <= 0.0:
+        return 0.0
+    hi = t0 if t0 > 0.0 else t1
+    return 0.5 * hi * hi / abs(t1 - t0) * length
+
+
+@nb.njit(cache=True, nogil=True)
+def degree_days(t_monthly, method):
+    """(FDD, TDD) in C*day from 12 monthly means; ``method`` 0 = linear, 1 = monthly sum."""
+    fdd = 0.0
+    tdd = 0.0
+    if method == 1:
+        for m in range(12):
+            t = t_monthly[m]
+            d = DAYS_IN_MONTH_NB[m]
+            if t > 0.0:
+                tdd += t * d
+            else:
+                fdd -= t * d
+        return fdd, tdd
+    for m in range(12):
+        n = m + 1 if m < 11 else 0
+        length = 0.5 * (DAYS_IN_MONTH_NB[m] + DAYS_IN_MONTH_NB[n])
+        t0 = t_monthly[m]
+        t1 = t_monthly[n]
+        tdd += _positive_part_integral(t0, t1, length)
+        fdd += _positive_part_integral(-t0, -t1, length)
+    return fdd, tdd
+
+
+DAYS_IN_MONTH_NB = DAYS_IN_MONTH  # numba freezes module-level arrays as constants
+
+
+@nb.njit(cache=True, nogil=True)
+def air_monthly_at(t_ref, z_ref, z, lapse, delta, out):
+    """T_m = T_m,ref + lapse_m (z_ref - z) + delta for the 12 months, written to ``out``."""
+    for m in range(12):
+        out[m] = t_ref[m] + lapse[m] * (z_ref - z) + delta
+
+
+@nb.njit(cache=True, nogil=True)
+def maat_from_monthly(t_monthly):
+    s = 0.0
+    for m in range(12):
+        s += t_monthly[m] * DAYS_IN_MONTH_NB[m]
+    return s / 365.0
+
+
+@nb.njit(cache=True, nogil=True)
+def climate_kernel(z, t_ref, z_ref, lapse, delta, method, maat, fdd, tdd):
+    """MAAT, FDD and TDD for every pixel of ``z`` (NaN = nodata).
+
+    ``t_ref``: (12, ny, nx) reference monthly temperature (C) valid at ``z_ref`` (ny, nx);
+    broadcast (zero-stride) arrays are fine for a single station.
+    """
+    ny, nx = z.shape
+    t = np.empty(12)
+    for r in range(ny):
+        for c in range(nx):
+            zz = z[r, c]
+            if math.isnan(zz):
+                maat[r, c] = np.nan
+                fdd[r, c] = np.nan
+                tdd[r, c] = np.nan
+                continue
+            for m in range(12):
+                t[m] = t_ref[m, r, c] + lapse[m] * (z_ref[r, c] - zz) + delta
+            maat[r, c] = maat_from_monthly(t)
+            f, th = degree_days(t, method)
+            fdd[r, c] = f
+            tdd[r, c] = th
+
+
+class StationForcing:
+    """Reference monthly air temperature from one station (constant over the region)."""
+
+    def __init__(self, config: dict):
+        clim = config["climate"]
+        st = clim["station"]
+        self.name = st["name"]
+        self.t_ref = station_monthly_c(st)
+        self.z_ref = float(st["elevation_m"])
+        self.lapse = lapse_rates_c_per_m(clim["lapse_rate_c_per_m"])
+        self.method = METHODS[clim.get("degree_days", "linear")]
+
+    def fields(self, shape):
+        """(t_ref (12, ny, nx), z_ref (ny, nx)) as zero-copy broadcast arrays."""
+        ny, nx = shape
+        t = np.broadcast_to(self.t_ref[:, None, None], (12, ny, nx))
+        z = np.broadcast_to(np.float64(self.z_ref), (ny, nx))
+        return t, z
+
+
+def forcing_from_config(config: dict):
+    source = config["climate"]["source"]
+    if source == "station":
+        return StationForcing(config)
+    raise NotImplementedError(f"climate.source {source!r}")
+
+
+def compute_climate(z: np.ndarray, forcing, delta_c: float = 0.0):
+    """(MAAT, FDD, TDD) float64 arrays for an elevation block (NaN nodata)."""
+    z = np.ascontiguousarray(z, np.float64)
+    t_ref, z_ref = forcing.fields(z.shape)
+    maat = np.empty_like(z)
+    fdd = np.empty_like(z)
+    tdd = np.empty_like(z)
+    climate_kernel(z, t_ref, z_ref, forcing.lapse, float(delta_c), forcing.method, maat, fdd, tdd)
+    return maat, fdd, tdd

@@ -1,0 +1,238 @@
+"""Mean annual ground temperature (MAGT), ground classes and thermal stability.
+
+Two MAGT models (``ground.model``):
+
+``ttop`` (default): temperature at the top of permafrost (Smith & Riseborough 2002,
+Permafrost Periglac. Process. 13:1-15, doi:10.1002/ppp.410, eq. 5)::
+
+    TTOP = (r_k n_t TDD - n_f FDD) / P          if r_k n_t TDD < n_f FDD  (permafrost)
+    TTOP = (n_t TDD - n_f FDD / r_k) / P        otherwise                 (no permafrost)
+
+with n_f, n_t the freezing/thawing n-factors (surface / air degree-days), r_k = k_thawed /
+k_frozen and P the period (365 d). The second branch is the mean temperature at the bottom
+of the seasonally thawed layer where no permafrost exists; both branches are 0 where
+r_k n_t TDD = n_f FDD, so TTOP is continuous.
+
+``lapse``: the empirical aspect-dependent elevation lapse of MAGT summarised by the Zhao
+(2026) review of Xining-area permafrost (0.6 C/100 m on north-facing and 0.4 C/100 m on
+south-facing slopes, Bayan Har Mountains)::
+
+    MAGT = MAGT_ref - rate(w) (z - z_ref),  rate(w) = (r_N + r_S)/2 + (r_N - r_S)/2 w
+    w = clip(cos(aspect) sin(slope) / sin(slope_full), -1, 1)
+
+so flat ground uses the mean rate and slopes steeper than ``full_contrast_slope_deg`` facing
+due north/south get the full rates.
+
+Classes (DESIGN.md 4.5): perennial permafrost where MAGT < 0; seasonally frozen ground where
+MAGT >= 0 and the air freezes in winter (FDD > 0); unfrozen otherwise. Thermal stability of
+permafrost (Cheng 1984): extremely stable < -5.0 <= stable < -3.0 <= sub-stable < -1.5 <=
+transitional < -0.5 <= unstable < 0 (thresholds in config).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from .climate import air_monthly_at, degree_days, maat_from_monthly
+from .products import CLASS_NODATA, NO_PERMAFROST, PERMAFROST, SEASONALLY_FROZEN, UNFROZEN
+
+MODEL_TTOP = 0
+MODEL_LAPSE = 1
+MODELS = {"ttop": MODEL_TTOP, "lapse": MODEL_LAPSE}
+
+# Indices into the packed parameter vector passed to the kernels.
+P_MODEL, P_NF, P_NT, P_RK, P_PERIOD, P_RN, P_RS, P_ZREF, P_MAGTREF, P_SINFULL = range(10)
+P_TH0 = 10  # four stability thresholds follow
+N_PARAMS = 14
+
+
+def ttop_c(fdd, tdd, n_freezing, n_thawing, conductivity_ratio, period_days=365.0):
+    """TTOP (C), Smith & Riseborough (2002) eq. 5; vectorised NumPy reference implementation."""
+    fdd = np.asarray(fdd, dtype=np.float64)
+    tdd = np.asarray(tdd, dtype=np.float64)
+    num = conductivity_ratio * n_thawing * tdd - n_freezing * fdd
+    frozen = num < 0
+    thawed = (n_thawing * tdd - n_freezing * fdd / conductivity_ratio) / period_days
+    return np.where(frozen, num / period_days, thawed)
+
+
+@nb.njit(cache=True, nogil=True)
+def ttop_pixel(fdd, tdd, n_f, n_t, r_k, period):
+    """Numba scalar TTOP (C); same equation as :func:`ttop_c`."""
+    num = r_k * n_t * tdd - n_f * fdd
+    if num < 0.0:
+        return num / period
+    return (n_t * tdd - n_f * fdd / r_k) / period
+
+
+@nb.njit(cache=True, nogil=True)
+def lapse_magt_pixel(z, slope_deg, aspect_deg, rate_n, rate_s, z_ref, magt_ref, sin_full):
+    """MAGT (C) of the aspect-dependent lapse model (module docstring)."""
+    if aspect_deg < 0.0:  # flat
+        w = 0.0
+    else:
+        w = math.cos(math.radians(aspect_deg)) * math.sin(math.radians(slope_deg)) / sin_full
+        if w > 1.0:
+            w = 1.0
+        elif w < -1.0:
+            w = -1.0
+    rate = 0.5 * (rate_n + rate_s) + 0.5 * (rate_n - rate_s) * w
+    return magt_ref - rate * (z - z_ref)
+
+
+@nb.njit(cache=True, nogil=True)
+def classify_pixel(magt, fdd):
+    """Ground class code: 1 permafrost, 2 seasonally frozen, 3 unfrozen."""
+    if magt < 0.0:
+        return PERMAFROST
+    if fdd > 0.0:
+        return SEASONALLY_FROZEN
+    return UNFROZEN
+
+
+@nb.njit(cache=True, nogil=True)
+def stability_pixel(magt, th0, th1, th2, th3):
+    """Stability code: 0 no permafrost, 1 extremely stable, ..., 5 unstable."""
+    if magt >= 0.0:
+        return NO_PERMAFROST
+    if magt < th0:
+        return 1
+    if magt < th1:
+        return 2
+    if magt < th2:
+        return 3
+    if magt < th3:
+        return 4
+    return 5
+
+
+@nb.njit(cache=True, nogil=True)
+def magt_pixel(p, fdd, tdd, z, slope, aspect):
+    if p[P_MODEL] == MODEL_TTOP:
+        return ttop_pixel(fdd, tdd, p[P_NF], p[P_NT], p[P_RK], p[P_PERIOD])
+    return lapse_magt_pixel(z, slope, aspect, p[P_RN], p[P_RS], p[P_ZREF], p[P_MAGTREF], p[P_SINFULL])
+
+
+@nb.njit(cache=True, nogil=True)
+def ground_kernel(p, z, slope, aspect, fdd, tdd, magt_out, class_out, stab_out):
+    """MAGT, class and stability from degree-days and terrain (NaN nodata in any input)."""
+    ny, nx = z.shape
+    for r in range(ny):
+        for c in range(nx):
+            f = fdd[r, c]
+            t = tdd[r, c]
+            s = z[r, c] + slope[r, c] + f + t
+            if math.isnan(s):
+                magt_out[r, c] = np.nan
+                class_out[r, c] = CLASS_NODATA
+                stab_out[r, c] = CLASS_NODATA
+                continue
+            m = magt_pixel(p, f, t, z[r, c], slope[r, c], aspect[r, c])
+            magt_out[r, c] = m
+            class_out[r, c] = classify_pixel(m, f)
+            stab_out[r, c] = stability_pixel(m, p[P_TH0], p[P_TH0 + 1], p[P_TH0 + 2], p[P_TH0 + 3])
+
+
+@nb.njit(cache=True, nogil=True)
+def scenario_kernel(p, z, slope, aspect, t_ref, z_ref, lapse, method, deltas, magt_out, class_out):
+    """Fused air temperature -> degree-days -> MAGT -> class for every warming in ``deltas``.
+
+    One pass over the block: the terrain and elevation of a pixel are read once and all
+    scenario horizons are computed from them. ``magt_out``/``class_out``: (n_deltas, ny, nx).
+    """
+    ny, nx = z.shape
+    nd = deltas.shape[0]
+    t = np.empty(12)
+    for r in range(ny):
+        for c in range(nx):
+            zz = z[r, c]
+            if math.isnan(zz + slope[r, c]):
+                for k in range(nd):
+                    magt_out[k, r, c] = np.nan
+                    class_out[k, r, c] = CLASS_NODATA
+                continue
+            for k in range(nd):
+                air_monthly_at(t_ref[:, r, c], z_ref[r, c], zz, lapse, deltas[k], t)
+                f, th = degree_days(t, method)
+                m = magt_pixel(p, f, th, zz, slope[r, c], aspect[r, c])
+                magt_out[k, r, c] = m
+                class_out[k, r, c] = classify_pixel(m, f)
+
+
+def pack_params(config: dict) -> np.ndarray:
+    """Model parameters of a (scenario-merged) config as the kernels' parameter vector."""
+    g = config["ground"]
+    tt = g["ttop"]
+    la = g["lapse"]
+    p = np.zeros(N_PARAMS)
+    p[P_MODEL] = MODELS[g["model"]]
+    p[P_NF] = tt["n_freezing"]
+    p[P_NT] = tt["n_thawing"]
+    p[P_RK] = tt["conductivity_ratio"]
+    p[P_PERIOD] = tt["period_days"]
+    p[P_RN] = la["rate_north_c_per_m"]
+    p[P_RS] = la["rate_south_c_per_m"]
+    p[P_ZREF] = la["reference_elevation_m"]
+    p[P_MAGTREF] = la["reference_magt_c"]
+    p[P_SINFULL] = math.sin(math.radians(la["full_contrast_slope_deg"]))
+    p[P_TH0 : P_TH0 + 4] = config["classes"]["stability_thresholds_c"]
+    return p
+
+
+def compute_ground(config: dict, z, slope, aspect, fdd, tdd):
+    """(magt float64, class uint8, stability uint8) for blocks of equal shape."""
+    z = np.ascontiguousarray(z, np.float64)
+    magt = np.empty_like(z)
+    cls = np.empty(z.shape, np.uint8)
+    stab = np.empty(z.shape, np.uint8)
+    ground_kernel(
+        pack_params(config),
+        z,
+        np.ascontiguousarray(slope, np.float64),
+        np.ascontiguousarray(aspect, np.float64),
+        np.ascontiguousarray(fdd, np.float64),
+        np.ascontiguousarray(tdd, np.float64),
+        magt,
+        cls,
+        stab,
+    )
+    return magt, cls, stab
+
+
+def compute_scenarios(config: dict, forcing, z, slope, aspect, deltas):
+    """(magt (n, ny, nx) float64, class (n, ny, nx) uint8) for air warmings ``deltas`` (C)."""
+    z = np.ascontiguousarray(z, np.float64)
+    deltas = np.asarray(deltas, np.float64)
+    t_ref, z_ref = forcing.fields(z.shape)
+    magt = np.empty((len(deltas), *z.shape))
+    cls = np.empty((len(deltas), *z.shape), np.uint8)
+    scenario_kernel(
+        pack_params(config),
+        z,
+        np.ascontiguousarray(slope, np.float64),
+        np.ascontiguousarray(aspect, np.float64),
+        t_ref,
+        z_ref,
+        forcing.lapse,
+        forcing.method,
+        deltas,
+        magt,
+        cls,
+    )
+    return magt, cls
+
+
+__all__ = [
+    "ttop_c",
+    "ttop_pixel",
+    "lapse_magt_pixel",
+    "classify_pixel",
+    "stability_pixel",
+    "compute_ground",
+    "compute_scenarios",
+    "pack_params",
+    "maat_from_monthly",
+]

@@ -1,0 +1,88 @@
+"""The output contract: every product's dtype, nodata, units, description, codes and colours.
+
+README.md ("Outputs") documents the same table; tests check the files against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+FLOAT_NODATA = -9999.0
+CLASS_NODATA = 255
+
+# Ground classes (class.tif)
+PERMAFROST = 1
+SEASONALLY_FROZEN = 2
+UNFROZEN = 3
+GROUND_CLASSES = {
+    PERMAFROST: ("perennial permafrost", (33, 102, 172)),
+    SEASONALLY_FROZEN: ("seasonally frozen ground", (166, 217, 106)),
+    UNFROZEN: ("unfrozen ground", (253, 174, 97)),
+}
+
+# Thermal stability of permafrost (stability.tif), Cheng (1984) scheme.
+NO_PERMAFROST = 0
+STABILITY_CLASSES = {
+    NO_PERMAFROST: ("no permafrost", (240, 240, 240)),
+    1: ("extremely stable", (8, 48, 107)),
+    2: ("stable", (33, 113, 181)),
+    3: ("sub-stable", (107, 174, 214)),
+    4: ("transitional", (198, 219, 239)),
+    5: ("unstable", (252, 146, 114)),
+}
+
+
+@dataclass(frozen=True)
+class Product:
+    name: str
+    dtype: str
+    nodata: float
+    units: str
+    description: str
+    categories: dict = field(default_factory=dict)  # code -> (name, rgb)
+    resampling: str = "average"  # overview resampling
+
+    @property
+    def is_class(self) -> bool:
+        return bool(self.categories)
+
+
+PRODUCTS = {
+    "elevation": Product("elevation", "float32", FLOAT_NODATA, "m", "Elevation of the working DEM (m a.s.l.)"),
+    "slope": Product("slope", "float32", FLOAT_NODATA, "degree", "Slope (Horn 1981, true metric cell sizes)"),
+    "aspect": Product(
+        "aspect",
+        "float32",
+        FLOAT_NODATA,
+        "degree",
+        "Aspect: direction the slope faces, clockwise from north; -1 = flat",
+        resampling="nearest",
+    ),
+    "maat": Product("maat", "float32", FLOAT_NODATA, "degC", "Mean annual air temperature"),
+    "fdd": Product("fdd", "float32", FLOAT_NODATA, "degC day", "Air freezing index (freezing degree-days)"),
+    "tdd": Product("tdd", "float32", FLOAT_NODATA, "degC day", "Air thawing index (thawing degree-days)"),
+    "magt": Product("magt", "float32", FLOAT_NODATA, "degC", "Mean annual ground temperature"),
+    "class": Product(
+        "class",
+        "uint8",
+        CLASS_NODATA,
+        "class",
+        "Ground class: 1 permafrost, 2 seasonally frozen, 3 unfrozen",
+        categories=GROUND_CLASSES,
+        resampling="mode",
+    ),
+    "stability": Product(
+        "stability",
+        "uint8",
+        CLASS_NODATA,
+        "class",
+        "Permafrost thermal stability (Cheng 1984): 0 none, 1 extremely stable .. 5 unstable",
+        categories=STABILITY_CLASSES,
+        resampling="mode",
+    ),
+}
+
+
+def colormap(product: Product) -> dict:
+    """GeoTIFF colour table {code: (r, g, b, a)} for a class product."""
+    return {code: (*rgb, 255) for code, (_, rgb) in product.categories.items()}

@@ -1,0 +1,84 @@
+"""Adapter between Snakemake rules and :mod:`permamap.steps`.
+
+Every rule runs ``workflow/scripts/run_step.py`` with ``params.step`` naming the step. This
+module maps the Snakemake object (input, output, wildcards, threads, log, config) onto the
+plain-argument step functions, sends logging to the rule's log file, sets the thread count for
+numba and GDAL, and turns a :class:`~permamap.errors.PermamapError` into one readable line on
+stderr (no traceback) and exit status 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from .errors import PermamapError
+
+
+def _setup(smk) -> None:
+    threads = max(1, int(getattr(smk, "threads", 1) or 1))
+    os.environ.setdefault("GDAL_NUM_THREADS", str(threads))
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if smk.log:
+        handlers.append(logging.FileHandler(str(smk.log[0]), mode="w"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        handlers=handlers, force=True)
+
+
+def _scenario_class_inputs(smk, config) -> dict:
+    from .steps import scenario_bands
+
+    pairs = scenario_bands(config)
+    return {pair: path for pair, path in zip(pairs, smk.input.scenarios, strict=True)}
+
+
+def dispatch(smk) -> None:
+    from . import plots, steps
+
+    config = smk.config
+    step = smk.params.step
+    th = int(smk.threads)
+    wc = smk.wildcards
+    inp, out = smk.input, smk.output
+    if step == "build_dem":
+        steps.build_dem(config, out[0], threads=th)
+    elif step == "tile_dem":
+        steps.tile_dem(config, inp.dem, wc.tile, out[0], threads=th)
+    elif step == "terrain":
+        steps.terrain_tile(config, inp.dem, wc.tile, out[0], threads=th)
+    elif step == "climate":
+        steps.climate_tile(config, inp.terrain, wc.tile, out[0], threads=th)
+    elif step == "ground":
+        steps.ground_tile(config, inp.terrain, inp.climate, wc.tile, out.magt, out.cls, threads=th)
+    elif step == "scenarios":
+        steps.scenarios_tile(config, inp.terrain, wc.tile, out.magt, out.cls, threads=th)
+    elif step == "mosaic":
+        for band, product, path in zip(smk.params.bands, smk.params.products, out, strict=True):
+            steps.mosaic(config, list(inp.tiles), band, product, path, threads=th, **smk.params.tags)
+    elif step == "mosaic_scenario":
+        s, h = wc.scenario, int(wc.horizon)
+        label = steps.band_label(s, h)
+        steps.mosaic(config, list(inp.magt), label, "magt", out.magt, threads=th,
+                     scenario=s, horizon=h, warming_c=smk.params.warming_c)
+        steps.mosaic(config, list(inp.cls), label, "class", out.cls, threads=th,
+                     scenario=s, horizon=h, warming_c=smk.params.warming_c)
+    elif step == "areas":
+        steps.areas_table(config, inp.baseline, _scenario_class_inputs(smk, config), out[0])
+    elif step == "figures":
+        plots.quicklooks(config, inp, out)
+    else:
+        raise ValueError(f"unknown step {step!r}")
+
+
+def run(smk) -> None:
+    """Entry point used by ``workflow/scripts/run_step.py``."""
+    _setup(smk)
+    log = logging.getLogger("permamap")
+    try:
+        dispatch(smk)
+    except PermamapError as exc:
+        log.error("%s", exc)
+        print(f"permamap error: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,212 @@
+"""One function per workflow rule. Each takes plain paths and a validated config, so every step
+is importable and tested without Snakemake (``permamap.smk`` adapts the Snakemake object).
+
+Per-tile intermediates (``resources/<run>/tiles/<tile>/``):
+
+=====================  =========  ==================================================
+file                   dtype      bands
+=====================  =========  ==================================================
+dem.tif                float32    elevation (tile + 1-pixel halo)
+terrain.tif            float32    elevation, slope, aspect
+climate.tif            float64    maat, fdd, tdd (float64 so scenarios recompute them bit-exactly)
+ground_magt.tif        float32    magt
+ground_class.tif       uint8      class, stability
+scenarios_magt.tif     float32    one band per ``<scenario>/<horizon>``
+scenarios_class.tif    uint8      one band per ``<scenario>/<horizon>``
+=====================  =========  ==================================================
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from . import climate, config as cfgmod, ground, terrain
+from .grid import HALO_PX, Grid, tile_halo_window
+from .mosaic import mosaic_product
+from .products import CLASS_NODATA, FLOAT_NODATA, PRODUCTS
+from .rasterio_io import provenance_tags, read_bands, write_bands
+
+log = logging.getLogger(__name__)
+
+
+def _tile(config: dict, tile_id: str):
+    grid = Grid.from_config(config)
+    for t in grid.tiles(config["tiles"]["size_px"]):
+        if t.id == tile_id:
+            return grid, t
+    raise KeyError(f"tile {tile_id!r} is not in this region's tiling")
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(a), a, FLOAT_NODATA).astype(np.float32)
+
+
+def _compress(config):
+    return config.get("output", {}).get("compress", "deflate")
+
+
+def scenario_bands(config: dict) -> list[tuple[str, int]]:
+    """(scenario, horizon) pairs in band order of the scenario tile files."""
+    return [(s, h) for s in config["scenarios"] for h in config["horizons"]]
+
+
+def band_label(scenario: str, horizon: int) -> str:
+    return f"{scenario}/{horizon}"
+
+
+# -- DEM ------------------------------------------------------------------------------------
+
+
+def build_dem(config: dict, out_path, threads: int = 2) -> None:
+    from .dem import build_dem as _build
+
+    _build(config, out_path, threads=threads)
+
+
+def tile_dem(config: dict, dem_path, tile_id: str, out_path, threads: int = 2) -> None:
+    """Cut one tile plus its halo out of the region DEM."""
+    grid, tile = _tile(config, tile_id)
+    win = tile_halo_window(tile)
+    z = read_bands(dem_path, window=win)[0]
+    sub = grid.expanded(HALO_PX).subgrid(win)
+    write_bands(out_path, _f32(z), sub, dtype="float32", nodata=FLOAT_NODATA,
+                descriptions=["elevation"], units=["m"], tags={"tile": tile_id, "halo_px": HALO_PX},
+                threads=threads)
+
+
+# -- terrain --------------------------------------------------------------------------------
+
+
+def terrain_tile(config: dict, tile_dem_path, tile_id: str, out_path, threads: int = 2) -> None:
+    grid, tile = _tile(config, tile_id)
+    z = read_bands(tile_dem_path)[0]
+    core = grid.subgrid(tile.window)
+    dx, dy = core.row_cell_sizes_m()
+    slope, aspect = terrain.slope_aspect(z, dx, dy)
+    zc = z[HALO_PX:-HALO_PX, HALO_PX:-HALO_PX]
+    write_bands(out_path, np.stack([_f32(zc), _f32(slope), _f32(aspect)]), core, dtype="float32",
+                nodata=FLOAT_NODATA, descriptions=["elevation", "slope", "aspect"],
+                units=["m", "degree", "degree"], tags={"tile": tile_id}, threads=threads)
+
+
+# -- climate --------------------------------------------------------------------------------
+
+
+def climate_tile(config: dict, terrain_path, tile_id: str, out_path, threads: int = 2) -> None:
+    grid, tile = _tile(config, tile_id)
+    z = read_bands(terrain_path)[0]
+    maat, fdd, tdd = climate.compute_climate(z, climate.forcing_from_config(config))
+    write_bands(out_path, np.stack([maat, fdd, tdd]), grid.subgrid(tile.window), dtype="float64",
+                nodata=np.nan, descriptions=["maat", "fdd", "tdd"],
+                units=["degC", "degC day", "degC day"], tags={"tile": tile_id}, threads=threads)
+
+
+# -- ground ---------------------------------------------------------------------------------
+
+
+def ground_tile(config: dict, terrain_path, climate_path, tile_id: str, out_magt, out_class,
+                threads: int = 2) -> None:
+    grid, tile = _tile(config, tile_id)
+    z, slope, aspect = read_bands(terrain_path)
+    _, fdd, tdd = read_bands(climate_path)
+    magt, cls, stab = ground.compute_ground(config, z, slope, aspect, fdd, tdd)
+    core = grid.subgrid(tile.window)
+    write_bands(out_magt, _f32(magt), core, dtype="float32", nodata=FLOAT_NODATA,
+                descriptions=["magt"], units=["degC"], tags={"tile": tile_id}, threads=threads)
+    write_bands(out_class, np.stack([cls, stab]), core, dtype="uint8", nodata=CLASS_NODATA,
+                descriptions=["class", "stability"], tags={"tile": tile_id}, threads=threads)
+
+
+# -- scenarios ------------------------------------------------------------------------------
+
+
+def scenarios_tile(config: dict, terrain_path, tile_id: str, out_magt, out_class,
+                   threads: int = 2) -> None:
+    """All scenarios x horizons of one tile in one job (fused kernel per scenario)."""
+    grid, tile = _tile(config, tile_id)
+    z, slope, aspect = read_bands(terrain_path)
+    magts, classes, labels = [], [], []
+    for name in config["scenarios"]:
+        scfg = cfgmod.scenario_config(config, name)
+        warming = cfgmod.scenario_warming_c(config, name)
+        deltas = [warming[h] for h in config["horizons"]]
+        forcing = climate.forcing_from_config(scfg)
+        m, c = ground.compute_scenarios(scfg, forcing, z, slope, aspect, deltas)
+        magts.append(m)
+        classes.append(c)
+        labels += [band_label(name, h) for h in config["horizons"]]
+    core = grid.subgrid(tile.window)
+    write_bands(out_magt, _f32(np.concatenate(magts)), core, dtype="float32", nodata=FLOAT_NODATA,
+                descriptions=labels, units=["degC"] * len(labels), tags={"tile": tile_id},
+                threads=threads)
+    write_bands(out_class, np.concatenate(classes), core, dtype="uint8", nodata=CLASS_NODATA,
+                descriptions=labels, tags={"tile": tile_id}, threads=threads)
+
+
+# -- mosaics --------------------------------------------------------------------------------
+
+
+def mosaic(config: dict, tile_paths: list, band: str, product: str, out_path, threads: int = 2,
+           **tags) -> None:
+    """One product of the whole region from a band of every tile (COG)."""
+    grid = Grid.from_config(config)
+    tiles = grid.tiles(config["tiles"]["size_px"])
+    if len(tiles) != len(tile_paths):
+        raise ValueError(f"expected {len(tiles)} tile files, got {len(tile_paths)}")
+    mosaic_product(grid, tiles, [str(p) for p in tile_paths], band, PRODUCTS[product], out_path,
+                   tags=provenance_tags(config, **tags), compress=_compress(config), threads=threads)
+
+
+# -- tables ---------------------------------------------------------------------------------
+
+
+def class_areas_km2(grid: Grid, class_path, codes) -> dict[int, float]:
+    """Area (km^2, true ellipsoidal pixel areas) of each class code, read in row blocks."""
+    row_area = grid.row_pixel_areas_km2()
+    totals = dict.fromkeys(codes, 0.0)
+    with rasterio.open(class_path) as src:
+        if (src.width, src.height) != (grid.width, grid.height):
+            raise ValueError(f"{class_path} is not on the working grid")
+        step = 512
+        for r0 in range(0, src.height, step):
+            h = min(step, src.height - r0)
+            data = src.read(1, window=rasterio.windows.Window(0, r0, src.width, h))
+            for code in codes:
+                counts = (data == code).sum(axis=1)
+                totals[code] += float(np.dot(counts, row_area[r0 : r0 + h]))
+    return totals
+
+
+def areas_table(config: dict, baseline_class, scenario_classes: dict, out_csv) -> None:
+    """``tables/areas.csv``: area and share of each ground class, baseline and scenarios.
+
+    ``scenario_classes``: {(scenario, horizon): path}. Shares are of the valid (non-nodata) area.
+    """
+    import pandas as pd
+
+    from .products import GROUND_CLASSES
+    from .rasterio_io import atomic_path
+
+    grid = Grid.from_config(config)
+    codes = list(GROUND_CLASSES)
+    rows = []
+    entries = [("baseline", config["climate"]["baseline_year"], 0.0, baseline_class)]
+    for (s, h), p in scenario_classes.items():
+        entries.append((s, h, cfgmod.scenario_warming_c(config, s)[h], p))
+    for scen, horizon, warming, path in entries:
+        areas = class_areas_km2(grid, path, codes)
+        total = sum(areas.values())
+        label = "baseline" if scen == "baseline" else config["scenarios"][scen].get("label", scen)
+        for code in codes:
+            rows.append(
+                dict(scenario=scen, label=label, horizon=horizon, warming_c=round(warming, 4),
+                     class_code=code, class_name=GROUND_CLASSES[code][0],
+                     area_km2=round(areas[code], 3),
+                     share=round(areas[code] / total, 6) if total else 0.0)
+            )
+    with atomic_path(out_csv) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)

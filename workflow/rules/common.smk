@@ -1,0 +1,66 @@
+# Config validation (JSON schema + semantic checks, one readable line on error), the static
+# tile list and path helpers shared by every rule file.
+import sys
+
+from permamap import config as pm_config
+from permamap.errors import ConfigError
+from permamap.grid import TILE_ID_REGEX, Grid
+
+try:
+    _prepared = pm_config.prepare(
+        config, source=", ".join(str(f) for f in workflow.configfiles) or None
+    )
+except ConfigError as exc:
+    sys.exit(f"permamap: {exc}")
+config.clear()
+config.update(_prepared)
+
+RUN = config["run"]
+RES = f"resources/{RUN}"
+OUT = f"results/{RUN}"
+TILE_PX = config["tiles"]["size_px"]
+TILES = [t.id for t in Grid.from_config(config).tiles(TILE_PX)]
+SCENARIOS = list(config["scenarios"])
+HORIZONS = [str(h) for h in config["horizons"]]
+THREADS = config["compute"]["threads"]
+ENV = "../../envs/permamap.yaml"
+STEP = "../scripts/run_step.py"
+
+
+wildcard_constraints:
+    tile=TILE_ID_REGEX,
+    scenario="|".join(SCENARIOS),
+    horizon=r"\d{4}",
+
+
+def tile_mem_mb(bytes_per_px):
+    """Memory request growing with tile size and with the retry attempt."""
+
+    def mem(wildcards, attempt):
+        return int(400 + TILE_PX * TILE_PX * bytes_per_px / 1e6 * attempt)
+
+    return mem
+
+
+def tile_files(name):
+    return expand(f"{RES}/tiles/{{tile}}/{name}", tile=TILES)
+
+
+def scenario_pairs():
+    return [(s, h) for s in SCENARIOS for h in HORIZONS]
+
+
+def all_outputs():
+    out = expand(f"{OUT}/terrain/{{p}}.tif", p=["elevation", "slope", "aspect"])
+    out += expand(f"{OUT}/climate/{{p}}.tif", p=["maat", "fdd", "tdd"])
+    out += expand(f"{OUT}/baseline/{{p}}.tif", p=["magt", "class", "stability"])
+    out += [
+        f"{OUT}/scenarios/{s}/{h}/{p}.tif" for s, h in scenario_pairs() for p in ("magt", "class")
+    ]
+    out.append(f"{OUT}/tables/areas.csv")
+    if config["output"]["figures"]:
+        out += expand(
+            f"{OUT}/figures/{{f}}.png",
+            f=["baseline_magt", "baseline_class", "baseline_stability", "scenarios_class"],
+        )
+    return out

@@ -1,0 +1,116 @@
+# One Cloud-Optimized GeoTIFF per product for the whole region (VRT of the tiles -> COG).
+
+
+rule mosaic_terrain:
+    input:
+        tiles=tile_files("terrain.tif"),
+    output:
+        f"{OUT}/terrain/elevation.tif",
+        f"{OUT}/terrain/slope.tif",
+        f"{OUT}/terrain/aspect.tif",
+    log:
+        f"logs/{RUN}/mosaic_terrain.log",
+    params:
+        step="mosaic",
+        bands=["elevation", "slope", "aspect"],
+        products=["elevation", "slope", "aspect"],
+        tags={},
+    threads: THREADS
+    resources:
+        mem_mb=1500,
+        runtime=60,
+    conda:
+        ENV
+    script:
+        STEP
+
+
+rule mosaic_climate:
+    input:
+        tiles=tile_files("climate.tif"),
+    output:
+        f"{OUT}/climate/maat.tif",
+        f"{OUT}/climate/fdd.tif",
+        f"{OUT}/climate/tdd.tif",
+    log:
+        f"logs/{RUN}/mosaic_climate.log",
+    params:
+        step="mosaic",
+        bands=["maat", "fdd", "tdd"],
+        products=["maat", "fdd", "tdd"],
+        tags={"scenario": "baseline"},
+    threads: THREADS
+    resources:
+        mem_mb=1500,
+        runtime=60,
+    conda:
+        ENV
+    script:
+        STEP
+
+
+rule mosaic_baseline_magt:
+    input:
+        tiles=tile_files("ground_magt.tif"),
+    output:
+        f"{OUT}/baseline/magt.tif",
+    log:
+        f"logs/{RUN}/mosaic_baseline_magt.log",
+    params:
+        step="mosaic",
+        bands=["magt"],
+        products=["magt"],
+        tags={"scenario": "baseline"},
+    threads: THREADS
+    resources:
+        mem_mb=1500,
+        runtime=60,
+    conda:
+        ENV
+    script:
+        STEP
+
+
+rule mosaic_baseline_class:
+    input:
+        tiles=tile_files("ground_class.tif"),
+    output:
+        f"{OUT}/baseline/class.tif",
+        f"{OUT}/baseline/stability.tif",
+    log:
+        f"logs/{RUN}/mosaic_baseline_class.log",
+    params:
+        step="mosaic",
+        bands=["class", "stability"],
+        products=["class", "stability"],
+        tags={"scenario": "baseline"},
+    threads: THREADS
+    resources:
+        mem_mb=1500,
+        runtime=60,
+    conda:
+        ENV
+    script:
+        STEP
+
+
+rule mosaic_scenario:
+    input:
+        magt=tile_files("scenarios_magt.tif"),
+        cls=tile_files("scenarios_class.tif"),
+    output:
+        magt=f"{OUT}/scenarios/{{scenario}}/{{horizon}}/magt.tif",
+        cls=f"{OUT}/scenarios/{{scenario}}/{{horizon}}/class.tif",
+    log:
+        f"logs/{RUN}/mosaic_scenario/{{scenario}}_{{horizon}}.log",
+    params:
+        step="mosaic_scenario",
+        warming_c=lambda wc: pm_config.scenario_warming_c(config, wc.scenario)[int(wc.horizon)],
+    threads: THREADS
+    resources:
+        mem_mb=1500,
+        runtime=60,
+    conda:
+        ENV
+    script:
+        STEP
