@@ -127,33 +127,48 @@ def band_index(path, description: str) -> int:
 
 def to_cog(src_path, dst_path, product: Product, *, compress: str = "deflate", threads: int = 2,
            tags: dict | None = None) -> None:
-    """Convert a tiled GeoTIFF to a Cloud-Optimized GeoTIFF with overviews (rio-cogeo)."""
-    from rio_cogeo.cogeo import cog_translate
-    from rio_cogeo.profiles import cog_profiles
+    """Write a Cloud-Optimized GeoTIFF with overviews from any GDAL dataset (e.g. a VRT).
 
-    profile = cog_profiles.get(compress.lower()).copy()
-    profile.update(
-        predictor=3 if product.dtype.startswith("float") else (1 if product.dtype == "uint8" else 2),
-        blockxsize=256,
-        blockysize=256,
-    )
-    with rasterio.open(src_path) as src:
-        small = min(src.width, src.height) < 512
+    Uses GDAL's COG driver (the one rio-cogeo calls with ``use_cog_driver=True``) directly,
+    because it carries band units, descriptions, nodata, colour table and metadata over from the
+    source, which ``rio_cogeo.cog_translate`` does not (it drops band units). Validity is
+    checked with ``rio_cogeo.cogeo.cog_validate`` in the tests.
+    """
+    from rasterio.shutil import copy
+
+    if tags:
+        src_path = _with_metadata(src_path, tags)
+    predictor = "YES" if product.dtype != "uint8" else "NO"
+    if product.dtype.startswith("float"):
+        predictor = "FLOATING_POINT"
     with atomic_path(dst_path) as tmp:
-        cog_translate(
-            str(src_path),
-            str(tmp),
-            profile,
-            overview_resampling=product.resampling,
-            overview_level=None if not small else 1,
-            config={"GDAL_NUM_THREADS": str(threads), "GDAL_TIFF_INTERNAL_MASK": "TRUE"},
-            quiet=True,
-            use_cog_driver=False,
-            add_mask=False,
-            forward_band_tags=True,
-            forward_ns_tags=True,
-            additional_cog_metadata=tags or {},
-        )
+        with rasterio.Env(GDAL_NUM_THREADS=str(threads)):
+            copy(
+                str(src_path),
+                str(tmp),
+                driver="COG",
+                COMPRESS=compress.upper(),
+                PREDICTOR=predictor,
+                LEVEL=6 if compress.lower() == "deflate" else 9,
+                BLOCKSIZE=256,
+                OVERVIEW_RESAMPLING=product.resampling.upper(),
+                NUM_THREADS=str(threads),
+                BIGTIFF="IF_SAFER",
+            )
+
+
+def _with_metadata(vrt_path, tags: dict):
+    """Add dataset metadata items to a VRT file (in place) and return its path."""
+    import html
+
+    path = Path(vrt_path)
+    items = "".join(
+        f'    <MDI key="{html.escape(str(k))}">{html.escape(str(v))}</MDI>\n' for k, v in sorted(tags.items())
+    )
+    text = path.read_text()
+    head, sep, rest = text.partition("\n")
+    path.write_text(f"{head}{sep}  <Metadata>\n{items}  </Metadata>\n{rest}")
+    return path
 
 
 def resampling(name: str) -> Resampling:
