@@ -324,7 +324,7 @@ def chelsa_file(tmp: Path, month: int, kind: str = "legacy", res: float = 0.05) 
 
 def obu_value(x, y):
     """MAGT (C) in the Obu fixture: linear in EPSG:3995 metres, so bilinear is exact."""
-    return 1.0 + 2e-6 * (np.asarray(x) - 5.0e6) - 3e-6 * (np.asarray(y) + 2.0e6)
+    return 1.0 + 2e-5 * (np.asarray(x) - 6.1e6) - 3e-5 * (np.asarray(y) - 1.28e6)
 
 
 def obu_zip(tmp: Path, name: str = "UiO_PEX_MAGTM_5.0_20181127_2000_2016_NH",

@@ -11,11 +11,23 @@ MAAT is the day-weighted mean of the twelve months. The freezing index FDD = int
 max(0, -T) dt and thawing index TDD = integral of max(0, T) dt over the year are computed
 either
 
-* ``linear`` (default): T varies linearly between mid-month values (cyclic), and each
-  segment's positive/negative part is integrated exactly; or
+* ``sinusoid`` (default): the annual cycle through the 12 monthly means is fitted by least
+  squares with T(t) = M + A cos(w (t - t0)), each month's regressors being the *month averages*
+  of the cosine and sine (so monthly averaging does not damp A), and integrated analytically
+  (the positive lobe of a cosine)::
+
+      theta = arccos(-M / A),  TDD = (P / pi) (M theta + A sin theta),  FDD = TDD - M P
+
+  with M the day-weighted mean (MAAT). Exact when the cycle is sinusoidal, which the
+  continental monsoon climate of the NE Tibetan Plateau nearly is; the higher harmonics of a
+  real station (Xining's warm season is broader than its cold one) are ignored. Or
 * ``monthly``: FDD = sum_m days_m * max(0, -T_m) (the classic monthly sum; it misses the
   freezing or thawing inside months whose mean is on the other side of 0 C, so both indices
-  are biased low in spring and autumn).
+  are biased low in spring and autumn: 46 C*day each for MAAT 0 C and a 12.35 C amplitude,
+  against 1,435 C*day exact).
+
+(Linear interpolation between mid-month values was tried and rejected: its chords cut the
+peaks and bias both indices low by about 3 %, more than the monthly sum.)
 """
 
 from __future__ import annotations
@@ -31,9 +43,9 @@ YEAR_DAYS = 365.0
 #: Mid-July (day 196.5 counted from 1 January 00:00) is the peak of the sinusoidal cycle.
 SINUSOID_PEAK_DAY = 181.0 + 15.5
 
-METHOD_LINEAR = 0
+METHOD_SINUSOID = 0
 METHOD_MONTHLY = 1
-METHODS = {"linear": METHOD_LINEAR, "monthly": METHOD_MONTHLY}
+METHODS = {"sinusoid": METHOD_SINUSOID, "monthly": METHOD_MONTHLY}
 
 
 def sinusoid_monthly_means(maat_c: float, amplitude_c: float, peak_day: float = SINUSOID_PEAK_DAY) -> np.ndarray:
@@ -71,20 +83,40 @@ def annual_mean_c(monthly_c) -> float:
     return float(np.dot(monthly_c, DAYS_IN_MONTH) / YEAR_DAYS)
 
 
+def _month_averaged_harmonics() -> np.ndarray:
+    """Least-squares operator (3 x 12) giving (M, a, b) of T = M + a cos(wt) + b sin(wt) from
+    twelve month means, with the cosine and sine averaged over each month exactly."""
+    w = 2.0 * math.pi / YEAR_DAYS
+    edges = np.concatenate([[0.0], np.cumsum(DAYS_IN_MONTH)])
+    t0, t1 = edges[:-1], edges[1:]
+    cos_avg = (np.sin(w * t1) - np.sin(w * t0)) / (w * (t1 - t0))
+    sin_avg = (np.cos(w * t0) - np.cos(w * t1)) / (w * (t1 - t0))
+    design = np.column_stack([np.ones(12), cos_avg, sin_avg])
+    return np.linalg.pinv(design)
+
+
+HARMONIC_OPERATOR = _month_averaged_harmonics()
+DAYS_IN_MONTH_NB = DAYS_IN_MONTH  # numba freezes module-level arrays as constants
+
+
 @nb.njit(cache=True, nogil=True)
-def _positive_part_integral(t0, t1, length):
-    """Integral over ``length`` days of max(0, T) for T linear from t0 to t1."""
-    if t0 >= 0.0 and t1 >= 0.0:
-        return 0.5 * (t0 + t1) * length
-    if t0 <= 0.0 and t1 <= 0.0:
-        return 0.0
-    hi = t0 if t0 > 0.0 else t1
-    return 0.5 * hi * hi / abs(t1 - t0) * length
+def sinusoid_degree_days(mean_c, amplitude_c, period_days):
+    """(FDD, TDD) of T(t) = M + A cos(w t) over one period, analytically.
+
+    TDD = (P / pi) (M theta + A sin theta), theta = arccos(-M / A); FDD = TDD - M P.
+    """
+    if amplitude_c <= abs(mean_c):
+        if mean_c >= 0.0:
+            return 0.0, mean_c * period_days
+        return -mean_c * period_days, 0.0
+    theta = math.acos(-mean_c / amplitude_c)
+    tdd = period_days / math.pi * (mean_c * theta + amplitude_c * math.sin(theta))
+    return tdd - mean_c * period_days, tdd
 
 
 @nb.njit(cache=True, nogil=True)
 def degree_days(t_monthly, method):
-    """(FDD, TDD) in C*day from 12 monthly means; ``method`` 0 = linear, 1 = monthly sum."""
+    """(FDD, TDD) in C*day from 12 monthly means; ``method`` 0 = sinusoid, 1 = monthly sum."""
     fdd = 0.0
     tdd = 0.0
     if method == 1:
@@ -96,17 +128,15 @@ def degree_days(t_monthly, method):
             else:
                 fdd -= t * d
         return fdd, tdd
+    a = 0.0
+    b = 0.0
+    mean = 0.0
     for m in range(12):
-        n = m + 1 if m < 11 else 0
-        length = 0.5 * (DAYS_IN_MONTH_NB[m] + DAYS_IN_MONTH_NB[n])
-        t0 = t_monthly[m]
-        t1 = t_monthly[n]
-        tdd += _positive_part_integral(t0, t1, length)
-        fdd += _positive_part_integral(-t0, -t1, length)
-    return fdd, tdd
-
-
-DAYS_IN_MONTH_NB = DAYS_IN_MONTH  # numba freezes module-level arrays as constants
+        a += HARMONIC_OPERATOR[1, m] * t_monthly[m]
+        b += HARMONIC_OPERATOR[2, m] * t_monthly[m]
+        mean += t_monthly[m] * DAYS_IN_MONTH_NB[m]
+    mean /= 365.0
+    return sinusoid_degree_days(mean, math.sqrt(a * a + b * b), 365.0)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -159,7 +189,7 @@ class StationForcing:
         self.t_ref = station_monthly_c(st)
         self.z_ref = float(st["elevation_m"])
         self.lapse = lapse_rates_c_per_m(clim["lapse_rate_c_per_m"])
-        self.method = METHODS[clim.get("degree_days", "linear")]
+        self.method = METHODS[clim.get("degree_days", "sinusoid")]
 
     def fields(self, shape):
         """(t_ref (12, ny, nx), z_ref (ny, nx)) as zero-copy broadcast arrays."""
