@@ -47,9 +47,9 @@ from typing import Any
 
 import pooch
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from tqdm.auto import tqdm
-import urllib3
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
@@ -116,7 +116,7 @@ def resolve_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
         raise DownloadError(
             f"download settings: unknown key(s) {unknown}; allowed: {sorted(DEFAULT_SETTINGS)}"
         )
-    for key, typ in (("mirrors", dict), ("auth", dict)):
+    for key in ("mirrors", "auth"):
         if not isinstance(out[key], dict):
             raise DownloadError(f"download.{key} must be a mapping, got {out[key]!r}")
     if not isinstance(out["retries"], int) or out["retries"] < 0:

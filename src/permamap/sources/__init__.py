@@ -38,8 +38,16 @@ __all__ = [
     "check_bbox",
     "grid_window",
     "read_bbox",
+    "unreadable",
     "write_geotiff",
 ]
+
+
+def unreadable(name: str, exc: BaseException) -> InputDataError:
+    """One readable line for a file GDAL cannot open (GDAL's message cut to its first line)."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return InputDataError(f"{name}: not a readable raster ({first})")
 
 MONTHS = tuple(range(1, 13))
 MONTH_NAMES = (
@@ -53,7 +61,9 @@ def check_bbox(bbox: Sequence[float], what: str = "bbox") -> tuple[float, float,
     try:
         west, south, east, north = (float(v) for v in bbox)
     except (TypeError, ValueError):
-        raise InputDataError(f"{what} must be [west, south, east, north] in degrees, got {bbox!r}")
+        raise InputDataError(
+            f"{what} must be [west, south, east, north] in degrees, got {bbox!r}"
+        ) from None
     if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
         raise InputDataError(
             f"{what} {list(bbox)} is not [west, south, east, north] with -180 <= west < east "
@@ -175,5 +185,5 @@ def read_bbox(path: str, bbox: Sequence[float], margin_px: int = 0,
                     "dtype": src.dtypes[0]}
             transform = src.window_transform(win)
     except rasterio.errors.RasterioError as exc:
-        raise InputDataError(f"{name}: not a readable raster ({str(exc).splitlines()[0]})") from None
+        raise unreadable(name, exc) from None
     return np.ma.filled(arr, np.nan), transform, info

@@ -122,7 +122,9 @@ def retrieve_chelsa(
     for m in MONTHS:
         arr, tr = read_month(m, bbox, settings, base_url=base_url, scale=scale, offset=offset,
                              margin_px=margin_px)
-        if transform is not None and (not tr.almost_equals(transform) or arr.shape != bands[0].shape):
+        if transform is not None and (
+            not tr.almost_equals(transform) or arr.shape != bands[0].shape
+        ):
             raise InputDataError(f"CHELSA tas month {m} is on another grid than month 1")
         transform = tr
         bands.append(arr)

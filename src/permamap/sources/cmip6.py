@@ -22,8 +22,7 @@ import numpy as np
 
 from permamap.download import fetch, resolve_settings, validate_raster
 from permamap.errors import InputDataError
-from permamap.sources import MONTH_NAMES, MONTHS, check_bbox, read_bbox, write_geotiff
-from permamap.sources import worldclim
+from permamap.sources import MONTH_NAMES, MONTHS, check_bbox, read_bbox, worldclim, write_geotiff
 
 BASE_URL = "https://geodata.ucdavis.edu/cmip6"
 SSPS = ("ssp126", "ssp245", "ssp370", "ssp585")

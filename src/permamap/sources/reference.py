@@ -44,10 +44,10 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import reproject, transform_bounds
 
-from permamap.download import fetch, resolve_settings, validate_raster
+from permamap.download import fetch, resolve_settings
 from permamap.errors import InputDataError
 from permamap.products import CLASS_NODATA
-from permamap.sources import FLOAT_NODATA, check_bbox, grid_window, write_geotiff
+from permamap.sources import FLOAT_NODATA, check_bbox, grid_window, unreadable, write_geotiff
 
 log = logging.getLogger(__name__)
 
@@ -129,14 +129,15 @@ def reproject_to_grid(
                 win = grid_window(src.transform, src.width, src.height,
                                   (sb[0], sb[1], sb[2], sb[3]), margin_px=2)
             except InputDataError:
+                lon_lat = ", ".join(f"{v:.3f}" for v in _target_bbox(target))
                 raise InputDataError(
-                    f"{name}: the working grid ({', '.join(f'{v:.3f}' for v in _target_bbox(target))}"
-                    f" lon/lat) lies outside the raster's extent"
+                    f"{name}: the working grid ({lon_lat} lon/lat) lies outside the raster's "
+                    "extent"
                 ) from None
             data = src.read(band, window=win, masked=True)
             src_tr = src.window_transform(win)
     except rasterio.errors.RasterioError as exc:
-        raise InputDataError(f"{name}: not a readable raster ({str(exc).splitlines()[0]})") from None
+        raise unreadable(name, exc) from None
     mask = np.ma.getmaskarray(data)
     values = np.ma.getdata(data)
     if values.dtype.kind == "f":
@@ -176,7 +177,9 @@ def _write(out_path, arr: np.ndarray, target, kind: str, **meta) -> Path:
 
 def obu_url(product: str) -> str:
     if product not in OBU_PRODUCTS:
-        raise InputDataError(f"Obu et al. 2019 product {product!r} is unknown; use {list(OBU_PRODUCTS)}")
+        raise InputDataError(
+            f"Obu et al. 2019 product {product!r} is unknown; use {list(OBU_PRODUCTS)}"
+        )
     return f"{OBU_BASE_URL}/{OBU_PRODUCTS[product]['name']}.zip"
 
 
@@ -197,7 +200,7 @@ def _validate_obu(path: Path) -> None:
             if src.crs is not None and src.crs != CRS.from_user_input(OBU_CRS):
                 raise InputDataError(f"{member}: CRS {src.crs}, expected {OBU_CRS}")
     except rasterio.errors.RasterioError as exc:
-        raise InputDataError(f"{member}: not a readable raster ({str(exc).splitlines()[0]})") from None
+        raise unreadable(member, exc) from None
 
 
 def fetch_obu(product: str, settings: Mapping[str, Any]) -> str:
@@ -232,7 +235,9 @@ def retrieve_obu(product: str, target: Any, out_path: str | Path,
 def cci_url(variable: str, year: int, version: str = "v04.0") -> str:
     """URL of the ESA CCI Permafrost NetCDF of ``variable`` (PFR, GTD, ALT) and ``year``."""
     if variable not in CCI_VARIABLES:
-        raise InputDataError(f"ESA CCI Permafrost variable {variable!r} is unknown; use {list(CCI_VARIABLES)}")
+        raise InputDataError(
+            f"ESA CCI Permafrost variable {variable!r} is unknown; use {list(CCI_VARIABLES)}"
+        )
     if not 1997 <= int(year) <= 2023:
         raise InputDataError(f"ESA CCI Permafrost covers 1997-2023, not {year}")
     src = "MODISLST_CRYOGRID" if year >= 2003 else "ERA5_MODISLST_BIASCORRECTED"
