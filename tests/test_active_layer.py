@@ -25,8 +25,7 @@ def test_stefan_hand_calculation():
     assert lat == pytest.approx(8.35e7)
     assert al.stefan_depth_m(900.0, 1.2, 8.35e7) == pytest.approx(1.49500, abs=5e-6)
     # n-factor: air thawing index 1125 C*day with n_t = 0.8 is the same 900 at the surface
-    assert al.stefan_depth_m(1125.0, 1.2, 8.35e7, n_factor=0.8) == pytest.approx(1.49500,
-                                                                                abs=5e-6)
+    assert al.stefan_depth_m(1125.0, 1.2, 8.35e7, n_factor=0.8) == pytest.approx(1.49500, abs=5e-6)
     out = al.stefan_depth_block(np.array([900.0]), np.array([1.2]), np.array([8.35e7]))
     assert out[0] == pytest.approx(1.49500, abs=5e-6)
 
@@ -47,8 +46,9 @@ def test_stefan_monotone_and_scaling():
     assert z[0] == 0.0
     assert np.all(np.diff(z) > 0)  # deeper with a larger index
     # Z ~ sqrt(I): quadrupling the index doubles the depth
-    assert al.stefan_depth_m(2000.0, 1.2, 8e7) == pytest.approx(2 * al.stefan_depth_m(500.0, 1.2,
-                                                                                      8e7))
+    assert al.stefan_depth_m(2000.0, 1.2, 8e7) == pytest.approx(
+        2 * al.stefan_depth_m(500.0, 1.2, 8e7)
+    )
     # wetter soil (more latent heat) thaws less deep; higher conductivity deeper
     assert al.stefan_depth_m(1000.0, 1.2, 1e8) < al.stefan_depth_m(1000.0, 1.2, 5e7)
     assert al.stefan_depth_m(1000.0, 2.0, 8e7) > al.stefan_depth_m(1000.0, 1.0, 8e7)
@@ -72,10 +72,8 @@ def test_heat_capacity_de_vries():
     """rho_b = 1400 kg/m3, c_s = 870 J/kg/K, theta = 0.3:
     thawed 1400*870 + 1000*0.3*4180 = 1.218e6 + 1.254e6 = 2.472e6 J/m3/K;
     frozen 1.218e6 + 1000*0.3*2090 = 1.218e6 + 0.627e6 = 1.845e6 J/m3/K."""
-    assert al.soil_volumetric_heat_capacity_j_per_m3_k(0.3, frozen=False) == pytest.approx(
-        2.472e6)
-    assert al.soil_volumetric_heat_capacity_j_per_m3_k(0.3, frozen=True) == pytest.approx(
-        1.845e6)
+    assert al.soil_volumetric_heat_capacity_j_per_m3_k(0.3, frozen=False) == pytest.approx(2.472e6)
+    assert al.soil_volumetric_heat_capacity_j_per_m3_k(0.3, frozen=True) == pytest.approx(1.845e6)
 
 
 # ------------------------------------------------------------------ Kudryavtsev: permamodel
@@ -93,14 +91,26 @@ def test_heat_capacity_de_vries():
 # Published values (4 significant figures):
 PM = dict(
     k_snow=0.08182,
-    tau_cold=1.951e7, tau_warm=1.205e7,
-    snow_insulation=5.610, snow_damping=3.571,
-    t_vg=-1.297, a_vg=15.48,
-    veg_winter=0.3051, veg_summer=0.4896, veg_damping=0.3756, veg_insulation=0.2391,
-    t_gs=-1.058, a_gs=15.10,
-    k_thawed=0.5880, k_frozen=1.0970, c_thawed=1.415e6, c_frozen=1.414e6,
+    tau_cold=1.951e7,
+    tau_warm=1.205e7,
+    snow_insulation=5.610,
+    snow_damping=3.571,
+    t_vg=-1.297,
+    a_vg=15.48,
+    veg_winter=0.3051,
+    veg_summer=0.4896,
+    veg_damping=0.3756,
+    veg_insulation=0.2391,
+    t_gs=-1.058,
+    a_gs=15.10,
+    k_thawed=0.5880,
+    k_frozen=1.0970,
+    c_thawed=1.415e6,
+    c_frozen=1.414e6,
     ttop=-3.006,
-    a_z=8.783, z_c=0.7504, alt=1.226,
+    a_z=8.783,
+    z_c=0.7504,
+    alt=1.226,
 )
 PM_PERIOD = 31556926.0
 PM_SNOW_DEPTH = 0.4465537
@@ -120,8 +130,9 @@ def _pm_water_content():
     w_t = math.log(PM["k_thawed"] / kd_t) / math.log(0.54 / kd_t)
     kd_f = (1.25 * 1.25 * 1.15 * 0.32) ** 0.25
     # ln k_f = (1-w) ln kd_f + (w-0.05) ln 2.35 + 0.05 ln 0.54, solved for w
-    w_f = (math.log(PM["k_frozen"]) - math.log(kd_f) + 0.05 * math.log(2.35)
-           - 0.05 * math.log(0.54)) / (math.log(2.35) - math.log(kd_f))
+    w_f = (
+        math.log(PM["k_frozen"]) - math.log(kd_f) + 0.05 * math.log(2.35) - 0.05 * math.log(0.54)
+    ) / (math.log(2.35) - math.log(kd_f))
     assert abs(w_t - w_f) < 1e-3
     return 0.5 * (w_t + w_f)
 
@@ -160,8 +171,9 @@ def test_permamodel_vegetation_and_surface_stage(pm_vegetation):
     dt, da = al.vegetation_effect_c(d1, d2, cold, warm, PM_PERIOD, True)
     assert da == pytest.approx(PM["veg_damping"], rel=1e-3)
     assert dt == pytest.approx(PM["veg_insulation"], rel=1e-3)
-    tg, ag = al.ground_surface_temperature_c(PM_MAAT, PM_AMP, PM["snow_insulation"],
-                                             PM["snow_damping"], dt, da)
+    tg, ag = al.ground_surface_temperature_c(
+        PM_MAAT, PM_AMP, PM["snow_insulation"], PM["snow_damping"], dt, da
+    )
     assert tg == pytest.approx(PM["t_gs"], rel=1e-3)
     assert ag == pytest.approx(PM["a_gs"], rel=1e-3)
 
@@ -201,14 +213,20 @@ def test_permamodel_active_layer_stage():
     lat = 3.34e5 * 1e3 * w
     az = al.permafrost_table_amplitude_c(PM["a_gs"], PM["ttop"], PM["c_frozen"], lat)
     assert az == pytest.approx(PM["a_z"], rel=1e-3)
-    zc = al.critical_depth_m(PM["a_gs"], PM["ttop"], az, PM["k_frozen"], PM["c_frozen"], lat,
-                             PM_PERIOD)
+    zc = al.critical_depth_m(
+        PM["a_gs"], PM["ttop"], az, PM["k_frozen"], PM["c_frozen"], lat, PM_PERIOD
+    )
     assert zc == pytest.approx(PM["z_c"], rel=2e-3)
-    z = al.kudryavtsev_depth_m(PM["a_gs"], PM["ttop"], az, zc, PM["k_frozen"], PM["c_frozen"],
-                               lat, PM_PERIOD)
+    z = al.kudryavtsev_depth_m(
+        PM["a_gs"], PM["ttop"], az, zc, PM["k_frozen"], PM["c_frozen"], lat, PM_PERIOD
+    )
     assert z == pytest.approx(PM["alt"], rel=2e-3)
-    assert al.kudryavtsev_depth_from_surface_m(PM["a_gs"], PM["ttop"], PM["k_frozen"],
-                                               PM["c_frozen"], lat, PM_PERIOD) == z
+    assert (
+        al.kudryavtsev_depth_from_surface_m(
+            PM["a_gs"], PM["ttop"], PM["k_frozen"], PM["c_frozen"], lat, PM_PERIOD
+        )
+        == z
+    )
 
 
 def test_permamodel_end_to_end_and_published_differs():
@@ -218,11 +236,17 @@ def test_permamodel_end_to_end_and_published_differs():
     (thawed instead of frozen conductivity)."""
     w = _pm_water_content()
     common = dict(
-        k_thawed_w_per_m_k=PM["k_thawed"], k_frozen_w_per_m_k=PM["k_frozen"],
-        c_thawed_j_per_m3_k=PM["c_thawed"], c_frozen_j_per_m3_k=PM["c_frozen"],
-        latent_heat_j_per_m3=3.34e8 * w, snow_depth_m=PM_SNOW_DEPTH,
-        snow_density_kg_per_m3=240.0, veg_height_frozen_m=0.1, veg_height_thawed_m=0.1,
-        veg_diffusivity_frozen_m2_per_s=2.39e-6, veg_diffusivity_thawed_m2_per_s=1.0556e-6,
+        k_thawed_w_per_m_k=PM["k_thawed"],
+        k_frozen_w_per_m_k=PM["k_frozen"],
+        c_thawed_j_per_m3_k=PM["c_thawed"],
+        c_frozen_j_per_m3_k=PM["c_frozen"],
+        latent_heat_j_per_m3=3.34e8 * w,
+        snow_depth_m=PM_SNOW_DEPTH,
+        snow_density_kg_per_m3=240.0,
+        veg_height_frozen_m=0.1,
+        veg_height_thawed_m=0.1,
+        veg_diffusivity_frozen_m2_per_s=2.39e-6,
+        veg_diffusivity_thawed_m2_per_s=1.0556e-6,
         period_s=PM_PERIOD,
     )
     pm = al.kudryavtsev(PM_MAAT, PM_AMP, form="permamodel", **common)
@@ -251,12 +275,16 @@ def test_ttop_no_offset_when_conductivities_equal():
 
 def test_ttop_thermal_offset_sign_and_limits():
     """k_t < k_f (the usual case) gives a negative thermal offset: TTOP < T_gs. When the
-    surface never thaws (T_gs <= -A_gs) the published form gives TTOP = T_gs: numerator
-    0.5 T (k_f + k_t) + A (k_t - k_f)/pi * (|T|/A * pi/2 + 0) = T k_f."""
+    surface never thaws (T_gs = -A_gs) the published numerator is
+    0.5 T (k_f + k_t) + A (k_t - k_f)/pi * (1 * pi/2 + 0) = T k_f, so TTOP = T_gs; beyond
+    (T_gs < -A_gs) there is no thaw and no thermal offset."""
     assert al.ttop_kudryavtsev_c(-1.0, 12.0, 1.0, 1.8) < -1.0
     assert al.ttop_kudryavtsev_c(1.0, 12.0, 1.0, 1.8) < 1.0
     assert al.ttop_kudryavtsev_c(-14.0, 12.0, 1.0, 1.8) == pytest.approx(-14.0)
     assert al.ttop_kudryavtsev_c(-12.0, 12.0, 1.0, 1.8) == pytest.approx(-12.0)
+    # continuous at T_gs -> -A_gs: the sqrt term is A (k_t-k_f)/pi sqrt(2 eps / A) / k_f,
+    # 7e-5 C for eps = 1e-8
+    assert al.ttop_kudryavtsev_c(-12.0 + 1e-8, 12.0, 1.0, 1.8) == pytest.approx(-12.0, abs=2e-4)
     assert al.ttop_kudryavtsev_c(14.0, 12.0, 1.0, 1.8) == pytest.approx(14.0)
     # permamodel's form is undefined (NaN) for A < pi; the published one is not
     assert math.isnan(al.ttop_kudryavtsev_c(-1.0, 3.0, 1.0, 1.8, True))
@@ -286,8 +314,10 @@ def test_dry_soil_limit_is_damped_wave_depth():
 
 
 def test_large_latent_heat_limit_of_permafrost_table_amplitude():
-    """For L/(2C) >> A: ln(1 + x) ~ x - x^2/2 gives A_z -> (A_gs + |TTOP|) / 2."""
-    a_z = al.permafrost_table_amplitude_c(14.0, -1.5, 1.0, 1e9)
+    """For x = L/(2C) >> A: with e = (A - |T|)/(|T| + x), 1/ln(1 + e) = 1/e + 1/2 - e/12 + ...
+    gives A_z = (A_gs + |TTOP|)/2 - (A - |T|)^2 / (12 (|T| + x)) + ... -> (A_gs + |TTOP|)/2.
+    Here x = 5e6 C, so the correction is 2.6e-6 C."""
+    a_z = al.permafrost_table_amplitude_c(14.0, -1.5, 1.0, 1e7)
     assert a_z == pytest.approx((14.0 + 1.5) / 2.0, rel=1e-5)
 
 
@@ -314,13 +344,19 @@ def test_kudryavtsev_array_chain_matches_stages_and_picks_properties():
     form, and propagates NaN."""
     maat = np.array([[-5.0, 3.0], [np.nan, -2.0]])
     amp = np.array([[13.0, 13.0], [13.0, 12.0]])
-    kw = dict(k_thawed_w_per_m_k=1.1, k_frozen_w_per_m_k=1.7, c_thawed_j_per_m3_k=2.5e6,
-              c_frozen_j_per_m3_k=1.9e6, latent_heat_j_per_m3=8e7, snow_depth_m=0.1,
-              snow_density_kg_per_m3=200.0)
+    kw = dict(
+        k_thawed_w_per_m_k=1.1,
+        k_frozen_w_per_m_k=1.7,
+        c_thawed_j_per_m3_k=2.5e6,
+        c_frozen_j_per_m3_k=1.9e6,
+        latent_heat_j_per_m3=8e7,
+        snow_depth_m=0.1,
+        snow_density_kg_per_m3=200.0,
+    )
     res = al.kudryavtsev(maat, amp, **kw)
     assert res.ttop_c.shape == (2, 2)
     assert np.isnan(res.ttop_c[1, 0]) and np.isnan(res.depth_m[1, 0])
-    for (i, j) in ((0, 0), (0, 1), (1, 1)):
+    for i, j in ((0, 0), (0, 1), (1, 1)):
         ta, aa = maat[i, j], amp[i, j]
         ksn = al.snow_thermal_conductivity_w_per_m_k(200.0)
         dsn = al.snow_thermal_diffusivity_m2_per_s(ksn, 200.0, 2090.0)
@@ -339,17 +375,29 @@ def test_kudryavtsev_array_chain_matches_stages_and_picks_properties():
 
 def test_kudryavtsev_warmer_climate_deeper_active_layer():
     maat = np.linspace(-8.0, -3.0, 11)
-    res = al.kudryavtsev(maat, 12.0, k_thawed_w_per_m_k=1.2, k_frozen_w_per_m_k=1.6,
-                         c_thawed_j_per_m3_k=2.4e6, c_frozen_j_per_m3_k=1.8e6,
-                         latent_heat_j_per_m3=8e7)
+    res = al.kudryavtsev(
+        maat,
+        12.0,
+        k_thawed_w_per_m_k=1.2,
+        k_frozen_w_per_m_k=1.6,
+        c_thawed_j_per_m3_k=2.4e6,
+        c_frozen_j_per_m3_k=1.8e6,
+        latent_heat_j_per_m3=8e7,
+    )
     assert np.all(res.ttop_c < 0)
     assert np.all(np.diff(res.ttop_c) > 0)
     assert np.all(np.diff(res.depth_m) > 0)
 
 
 def test_no_snow_no_vegetation_surface_equals_air():
-    res = al.kudryavtsev(-4.0, 12.0, k_thawed_w_per_m_k=1.2, k_frozen_w_per_m_k=1.6,
-                         c_thawed_j_per_m3_k=2.4e6, c_frozen_j_per_m3_k=1.8e6,
-                         latent_heat_j_per_m3=8e7)
+    res = al.kudryavtsev(
+        -4.0,
+        12.0,
+        k_thawed_w_per_m_k=1.2,
+        k_frozen_w_per_m_k=1.6,
+        c_thawed_j_per_m3_k=2.4e6,
+        c_frozen_j_per_m3_k=1.8e6,
+        latent_heat_j_per_m3=8e7,
+    )
     assert float(res.ground_surface_temperature_c) == -4.0
     assert float(res.ground_surface_amplitude_c) == 12.0

@@ -108,8 +108,12 @@ def _h0_textbook(lat_deg, doy):
     d = solar.solar_declination_rad(doy)
     ws = math.acos(max(-1.0, min(1.0, -math.tan(phi) * math.tan(d))))
     e0 = solar.eccentricity_correction(doy)
-    return 86400.0 / math.pi * GSC * e0 * (
-        math.cos(phi) * math.cos(d) * math.sin(ws) + ws * math.sin(phi) * math.sin(d)
+    return (
+        86400.0
+        / math.pi
+        * GSC
+        * e0
+        * (math.cos(phi) * math.cos(d) * math.sin(ws) + ws * math.sin(phi) * math.sin(d))
     )
 
 
@@ -129,8 +133,8 @@ def test_h0_equinox_closed_form():
     cos(phi); check the day with the smallest |delta| at 37 N to 0.3 %."""
     days = np.arange(60, 100)
     doy = int(days[np.argmin([abs(solar.solar_declination_rad(d)) for d in days])])
-    expected = 86400.0 / math.pi * GSC * solar.eccentricity_correction(doy) * math.cos(
-        math.radians(37.0)
+    expected = (
+        86400.0 / math.pi * GSC * solar.eccentricity_correction(doy) * math.cos(math.radians(37.0))
     )
     _, horizontal = solar.sun_table(37.0, (doy, doy))
     assert horizontal == pytest.approx(expected, rel=3e-3)
@@ -161,8 +165,12 @@ def test_south_slope_equivalent_latitude_rule(lat, beta):
         e0 = solar.eccentricity_correction(doy)
         ws = math.acos(max(-1.0, min(1.0, -math.tan(phi) * math.tan(d))))
         ws2 = min(ws, math.acos(max(-1.0, min(1.0, -math.tan(pb) * math.tan(d)))))
-        expected_year += 86400.0 / math.pi * GSC * e0 * (
-            math.cos(pb) * math.cos(d) * math.sin(ws2) + ws2 * math.sin(pb) * math.sin(d)
+        expected_year += (
+            86400.0
+            / math.pi
+            * GSC
+            * e0
+            * (math.cos(pb) * math.cos(d) * math.sin(ws2) + ws2 * math.sin(pb) * math.sin(d))
         )
         expected_h += _h0_textbook(lat, doy)
     vec, hor = solar.sun_table(lat, None, steps_per_day=96)
@@ -181,8 +189,9 @@ def _grid():
     return slopes
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"transmissivity": 0.7, "pressure_ratio": 0.63},
-                                    {"doy_range": (121, 273)}])
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"transmissivity": 0.7, "pressure_ratio": 0.63}, {"doy_range": (121, 273)}]
+)
 def test_flat_ground_is_one(kwargs):
     slope = np.array([[0.0, 0.0, 0.0]])
     aspect = np.array([[-1.0, 0.0, 123.0]])
@@ -196,8 +205,9 @@ def test_flat_ground_is_one(kwargs):
     assert (vec @ np.array([nu, ns, nw])).clip(min=0).sum() / hor == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"transmissivity": 0.7, "pressure_ratio": 0.63},
-                                    {"doy_range": (121, 273)}])
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"transmissivity": 0.7, "pressure_ratio": 0.63}, {"doy_range": (121, 273)}]
+)
 @pytest.mark.parametrize("lat", [37.0, 36.3, -20.0])
 def test_east_west_symmetry(kwargs, lat):
     """The daily sun path is symmetric about solar noon, so aspect 90 and 270 (and any
@@ -208,16 +218,20 @@ def test_east_west_symmetry(kwargs, lat):
         west = np.full_like(slopes, 360.0 - a)
         lats = [lat] * 3
         for fn in (solar.solar_exposure_index, solar.solar_exposure_index_exact):
-            np.testing.assert_allclose(fn(slopes, east, lats, **kwargs),
-                                       fn(slopes, west, lats, **kwargs), atol=2e-6)
+            np.testing.assert_allclose(
+                fn(slopes, east, lats, **kwargs), fn(slopes, west, lats, **kwargs), atol=2e-6
+            )
 
 
-@pytest.mark.parametrize("kwargs, south_slopes", [
-    ({}, [5.0, 15.0, 30.0]),
-    ({"transmissivity": 0.7, "pressure_ratio": 0.63}, [5.0, 15.0, 30.0]),
-    # in the thaw season the sun is high: only gentle south slopes beat flat ground
-    ({"doy_range": (121, 273)}, [5.0, 10.0]),
-])
+@pytest.mark.parametrize(
+    "kwargs, south_slopes",
+    [
+        ({}, [5.0, 15.0, 30.0]),
+        ({"transmissivity": 0.7, "pressure_ratio": 0.63}, [5.0, 15.0, 30.0]),
+        # in the thaw season the sun is high: only gentle south slopes beat flat ground
+        ({"doy_range": (121, 273)}, [5.0, 10.0]),
+    ],
+)
 def test_south_flat_north_ordering_at_37n(kwargs, south_slopes):
     """South-facing > flat > north-facing at 37 N. (Steep south slopes can get less than flat
     ground: by the equivalent-latitude rule a 70 deg south slope at 37 N is a horizontal
@@ -250,8 +264,7 @@ def test_lookup_table_matches_exact_sum():
     slope = rng.uniform(0.0, 75.0, (nrows, ncols))
     aspect = rng.uniform(0.0, 360.0, (nrows, ncols))
     lat = np.array([35.9, 36.13, 36.5, 36.77, 37.0, 38.41])
-    for kwargs in ({}, {"transmissivity": 0.7, "pressure_ratio": 0.63},
-                   {"doy_range": (121, 273)}):
+    for kwargs in ({}, {"transmissivity": 0.7, "pressure_ratio": 0.63}, {"doy_range": (121, 273)}):
         fast = solar.solar_exposure_index(slope, aspect, lat, **kwargs)
         exact = solar.solar_exposure_index_exact(slope, aspect, lat, **kwargs)
         assert np.max(np.abs(fast - exact)) < 1e-3
@@ -306,8 +319,10 @@ def test_bad_arguments():
     with pytest.raises(ValueError):
         solar.solar_exposure_index(np.zeros((2, 2)), np.zeros((2, 2)), [37.0])
     with pytest.raises(ValueError):
-        solar.solar_exposure_index(np.zeros((2, 2)), np.zeros((2, 2)), [37.0, 37.0],
-                                   transmissivity=0.0)
+        solar.solar_exposure_index(
+            np.zeros((2, 2)), np.zeros((2, 2)), [37.0, 37.0], transmissivity=0.0
+        )
     with pytest.raises(ValueError):
-        solar.solar_exposure_index(np.zeros((2, 2)), np.zeros((2, 2)), [37.0, 37.0],
-                                   aspect_step_deg=7.0)
+        solar.solar_exposure_index(
+            np.zeros((2, 2)), np.zeros((2, 2)), [37.0, 37.0], aspect_step_deg=7.0
+        )

@@ -340,7 +340,10 @@ def sun_table(
     """
     _check_params(steps_per_day, transmissivity, pressure_ratio)
     return _sun_table_kernel(
-        float(lat_deg), _days(doy_range), int(steps_per_day), float(transmissivity),
+        float(lat_deg),
+        _days(doy_range),
+        int(steps_per_day),
+        float(transmissivity),
         float(pressure_ratio),
     )
 
@@ -388,8 +391,9 @@ def _check_params(steps_per_day, transmissivity, pressure_ratio):
 
 
 @lru_cache(maxsize=128)
-def _lut_cached(lat_deg, doy_range, steps_per_day, transmissivity, pressure_ratio, slope_step,
-                aspect_step):
+def _lut_cached(
+    lat_deg, doy_range, steps_per_day, transmissivity, pressure_ratio, slope_step, aspect_step
+):
     vec, hor = sun_table(lat_deg, doy_range, steps_per_day, transmissivity, pressure_ratio)
     lut = _lut_kernel(vec, hor, float(slope_step), float(aspect_step))
     lut.setflags(write=False)
@@ -410,12 +414,21 @@ def solar_index_lut(
     column repeating aspect 0). Cached per process; read-only."""
     if doy_range is not None:
         doy_range = (int(doy_range[0]), int(doy_range[1]))
-    for name, step, full in (("slope_step_deg", slope_step_deg, 90.0),
-                             ("aspect_step_deg", aspect_step_deg, 360.0)):
+    for name, step, full in (
+        ("slope_step_deg", slope_step_deg, 90.0),
+        ("aspect_step_deg", aspect_step_deg, 360.0),
+    ):
         if not step > 0 or abs(full / step - round(full / step)) > 1e-9:
             raise ValueError(f"{name}={step}: must divide {full:g} deg evenly")
-    return _lut_cached(float(lat_deg), doy_range, int(steps_per_day), float(transmissivity),
-                       float(pressure_ratio), float(slope_step_deg), float(aspect_step_deg))
+    return _lut_cached(
+        float(lat_deg),
+        doy_range,
+        int(steps_per_day),
+        float(transmissivity),
+        float(pressure_ratio),
+        float(slope_step_deg),
+        float(aspect_step_deg),
+    )
 
 
 @njit(cache=True)
@@ -450,9 +463,8 @@ def _interp_block(slope, aspect, node_lo, node_w, luts, slope_step, aspect_step,
             v = 0.0
             for q in range(2):
                 lut = luts[k + q]
-                b = (
-                    (1.0 - ts) * ((1.0 - ta) * lut[i, j] + ta * lut[i, j + 1])
-                    + ts * ((1.0 - ta) * lut[i + 1, j] + ta * lut[i + 1, j + 1])
+                b = (1.0 - ts) * ((1.0 - ta) * lut[i, j] + ta * lut[i, j + 1]) + ts * (
+                    (1.0 - ta) * lut[i + 1, j] + ta * lut[i + 1, j + 1]
                 )
                 v += (1.0 - wl) * b if q == 0 else wl * b
             out[r, c] = v
@@ -548,15 +560,27 @@ def solar_exposure_index(
     luts = np.stack(
         [
             solar_index_lut(
-                float(np.clip(k * lat_step_deg, -90.0, 90.0)), doy_range, steps_per_day,
-                transmissivity, pressure_ratio, slope_step_deg, aspect_step_deg,
+                float(np.clip(k * lat_step_deg, -90.0, 90.0)),
+                doy_range,
+                steps_per_day,
+                transmissivity,
+                pressure_ratio,
+                slope_step_deg,
+                aspect_step_deg,
             )
             for k in range(k_min, k_max + 1)
         ]
     )
     _interp_block(
-        slope, aspect, (k_row - k_min).astype(np.int64), w_row.astype(np.float64), luts,
-        float(slope_step_deg), float(aspect_step_deg), float(nodata), out,
+        slope,
+        aspect,
+        (k_row - k_min).astype(np.int64),
+        w_row.astype(np.float64),
+        luts,
+        float(slope_step_deg),
+        float(aspect_step_deg),
+        float(nodata),
+        out,
     )
     return out
 
@@ -565,7 +589,7 @@ def solar_exposure_index(
 def _exact_block(slope, aspect, row_tables, row_offsets, row_horizontal, nodata, out):
     nrows, ncols = slope.shape
     for r in range(nrows):
-        vec = row_tables[row_offsets[r]:row_offsets[r + 1]]
+        vec = row_tables[row_offsets[r] : row_offsets[r + 1]]
         hor = row_horizontal[r]
         for c in range(ncols):
             s = slope[r, c]
@@ -605,14 +629,21 @@ def solar_exposure_index_exact(
             hor.append(np.nan)
         else:
             if value not in tables:
-                tables[value] = sun_table(value, doy_range, steps_per_day, transmissivity,
-                                          pressure_ratio)
+                tables[value] = sun_table(
+                    value, doy_range, steps_per_day, transmissivity, pressure_ratio
+                )
             vec, h = tables[value]
             parts.append(vec)
             hor.append(h)
         offsets.append(offsets[-1] + parts[-1].shape[0])
     out = np.empty(slope.shape, dtype=np.float32)
-    _exact_block(slope, aspect, np.concatenate(parts) if parts else np.empty((0, 3)),
-                 np.asarray(offsets, dtype=np.int64), np.asarray(hor, dtype=np.float64),
-                 float(nodata), out)
+    _exact_block(
+        slope,
+        aspect,
+        np.concatenate(parts) if parts else np.empty((0, 3)),
+        np.asarray(offsets, dtype=np.int64),
+        np.asarray(hor, dtype=np.float64),
+        float(nodata),
+        out,
+    )
     return out
