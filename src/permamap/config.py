@@ -28,13 +28,24 @@ def schema_path() -> Path:
 
 
 def load_schema() -> dict:
+    """The main schema plus one section per file in ``sections/`` beside it.
+
+    ``sections/<key>.schema.yaml`` is the schema of the optional top-level key ``<key>``
+    (e.g. ``download``, ``validation``), so each stage owns its section.
+    """
     path = schema_path()
     if not path.exists():
         raise ConfigError(
             f"config schema not found at {path}; run permamap from its repository "
             "(pip install -e .) or set PERMAMAP_SCHEMA"
         )
-    return yaml.safe_load(path.read_text())
+    schema = yaml.safe_load(path.read_text())
+    for section in sorted((path.parent / "sections").glob("*.schema.yaml")):
+        key = section.name.removesuffix(".schema.yaml")
+        if key in schema["properties"]:
+            raise ConfigError(f"schema section {section} duplicates key {key!r} of {path}")
+        schema["properties"][key] = yaml.safe_load(section.read_text())
+    return schema
 
 
 def _extend_with_default(validator_class):

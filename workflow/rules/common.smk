@@ -25,6 +25,8 @@ HORIZONS = [str(h) for h in config["horizons"]]
 THREADS = config["compute"]["threads"]
 ENV = "../../envs/permamap.yaml"
 STEP = "../scripts/run_step.py"
+# Stage files append their deliverables here; rule all requests them.
+EXTRA_OUTPUTS = []
 
 
 wildcard_constraints:
@@ -63,4 +65,4 @@ def all_outputs():
             f"{OUT}/figures/{{f}}.png",
             f=["baseline_magt", "baseline_class", "baseline_stability", "scenarios_class"],
         )
-    return out
+    return out + EXTRA_OUTPUTS

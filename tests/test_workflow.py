@@ -1,0 +1,151 @@
+"""The Snakemake workflow end to end on a tiny region, in a temporary directory.
+
+The region (101.0-102.2 E, 36.4-37.8 N) holds Xining in the Huangshui valley and the Daban /
+Lenglong ridges north of it, so it checks the issue's acceptance: the valley comes out as
+seasonally frozen ground and the high ridges as permafrost.
+"""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import yaml
+from pyproj import Geod
+from rio_cogeo.cogeo import cog_validate
+
+from conftest import tiny_raw_config
+
+pytestmark = pytest.mark.workflow
+
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+BBOX = (101.0, 36.4, 102.2, 37.8)
+
+
+def _copy_workflow(repo: Path, dest: Path) -> None:
+    shutil.copy(repo / "Snakefile", dest / "Snakefile")
+    for d in ("workflow", "config", "envs"):
+        shutil.copytree(repo / d, dest / d, ignore=shutil.ignore_patterns("__pycache__"))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, repo):
+    work = tmp_path_factory.mktemp("wf")
+    _copy_workflow(repo, work)
+    raw = yaml.safe_load((repo / "config/config.yaml").read_text())
+    cfg = tiny_raw_config(raw, bbox=BBOX, res_arcsec=60, tile_px=48)
+    cfg["scenarios"] = {"ssp245": raw["scenarios"]["ssp245"], "ssp585": raw["scenarios"]["ssp585"]}
+    cfg["horizons"] = [2050, 2100]
+    (work / "config" / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [SNAKEMAKE, "--cores", "2", "--configfile", "config/tiny.yaml", "--workflow-profile",
+           "workflow/profiles/default"]
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return work, cfg, cmd
+
+
+def test_dry_run_lists_one_job_per_tile_and_stage(repo, tmp_path):
+    _copy_workflow(repo, tmp_path)
+    proc = subprocess.run([SNAKEMAKE, "-n", "--cores", "2"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    # default sample: 4 x 4 degrees at 30" = 480 px, 120 px tiles -> 16 tiles
+    for rule in ("tile_dem", "terrain", "climate", "ground", "scenarios"):
+        counts = [line.split() for line in out.splitlines() if line.strip().startswith(rule + " ")]
+        assert counts and counts[0][1] == "16", (rule, counts)
+    assert any(line.split()[:2] == ["mosaic_scenario", "9"] for line in out.splitlines())
+
+
+def test_lint_is_clean(repo):
+    proc = subprocess.run([SNAKEMAKE, "--lint"], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations" in proc.stdout + proc.stderr
+
+
+def test_bad_config_stops_before_any_job(repo, tmp_path):
+    _copy_workflow(repo, tmp_path)
+    bad = tmp_path / "config" / "bad.yaml"
+    bad.write_text("ground:\n  model: magic\n")
+    proc = subprocess.run([SNAKEMAKE, "-n", "--cores", "1", "--configfile", "config/bad.yaml"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "ground.model = 'magic' is not allowed; allowed: 'ttop', 'lapse'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def _expected_rasters(cfg):
+    files = [f"terrain/{p}.tif" for p in ("elevation", "slope", "aspect")]
+    files += [f"climate/{p}.tif" for p in ("maat", "fdd", "tdd")]
+    files += [f"baseline/{p}.tif" for p in ("magt", "class", "stability")]
+    files += [f"scenarios/{s}/{h}/{p}.tif" for s in cfg["scenarios"] for h in cfg["horizons"]
+              for p in ("magt", "class")]
+    return files
+
+
+def test_outputs_are_valid_cogs_with_contract(tiny_run):
+    work, cfg, _ = tiny_run
+    out = work / "results" / cfg["run"]
+    for rel in _expected_rasters(cfg):
+        path = out / rel
+        assert path.exists(), rel
+        is_valid, errors, _ = cog_validate(str(path))
+        assert is_valid, (rel, errors)
+        with rasterio.open(path) as src:
+            assert src.crs.to_epsg() == 4326
+            assert src.count == 1
+            assert src.nodata is not None
+            assert src.descriptions[0] and src.units[0]
+            assert src.tags()["config_hash"] and src.tags()["permamap_version"]
+            assert (src.width, src.height) == (72, 84)
+            if src.dtypes[0] == "uint8":
+                assert src.colormap(1)[1][:3] != (0, 0, 0)
+    for name in ("baseline_magt", "baseline_class", "baseline_stability", "scenarios_class"):
+        png = out / "figures" / f"{name}.png"
+        assert png.stat().st_size > 10_000
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # no temporary or partial files left anywhere
+    leftovers = [p for p in work.rglob("*") if ".part" in p.name or p.name.endswith(".tmp")]
+    assert not leftovers
+
+
+def _sample(path, lon, lat):
+    with rasterio.open(path) as src:
+        return next(src.sample([(lon, lat)]))[0]
+
+
+def test_xining_valley_is_seasonally_frozen_and_ridges_permafrost(tiny_run):
+    work, cfg, _ = tiny_run
+    cls = work / "results" / cfg["run"] / "baseline" / "class.tif"
+    assert _sample(cls, 101.78, 36.62) == 2  # Xining, Huangshui valley (about 2,300 m)
+    assert _sample(cls, 101.9, 37.6) == 1  # Lenglong ridge (about 3,850 m in the 9 km DEM)
+    with rasterio.open(cls) as src:
+        c = src.read(1)
+    assert {1, 2} <= set(np.unique(c))
+
+
+def test_area_table_sums_to_the_region_area(tiny_run):
+    work, cfg, _ = tiny_run
+    df = pd.read_csv(work / "results" / cfg["run"] / "tables" / "areas.csv")
+    west, south, east, north = BBOX
+    area, _ = Geod(ellps="WGS84").polygon_area_perimeter([west, east, east, west],
+                                                         [south, south, north, north])
+    for (scen, hor), grp in df.groupby(["scenario", "horizon"]):
+        assert grp["area_km2"].sum() == pytest.approx(abs(area) / 1e6, rel=1e-3), (scen, hor)
+        assert grp["share"].sum() == pytest.approx(1.0, abs=1e-5)
+    # permafrost area never grows with warming, and the first horizon already loses some
+    pf = df[df.class_code == 1].sort_values("warming_c")
+    assert (np.diff(pf["area_km2"].to_numpy()) <= 0).all()
+    assert pf["area_km2"].iloc[0] > pf["area_km2"].iloc[1] > 0
+    assert pf["scenario"].iloc[0] == "baseline"
+
+
+def test_rerun_has_nothing_to_do(tiny_run):
+    work, _, cmd = tiny_run
+    proc = subprocess.run(cmd + ["-n"], cwd=work, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0
+    assert "Nothing to be done" in proc.stdout + proc.stderr
