@@ -35,10 +35,22 @@ def _scenario_class_inputs(smk, config) -> dict:
 
 
 def dispatch(smk) -> None:
+    """Run the step named by ``params.step``.
+
+    A name of the form ``module:function`` calls ``permamap.<module>.<function>(smk)``, so a
+    stage can ship its own Snakemake adapter without touching this file; the plain names
+    below are the foundation's steps.
+    """
     from . import plots, steps
 
     config = smk.config
     step = smk.params.step
+    if ":" in step:
+        import importlib
+
+        module, func = step.split(":", 1)
+        getattr(importlib.import_module(f"permamap.{module}"), func)(smk)
+        return
     th = int(smk.threads)
     wc = smk.wildcards
     inp, out = smk.input, smk.output
