@@ -141,9 +141,9 @@ def degree_days(t_monthly, method):
 
 @nb.njit(cache=True, nogil=True)
 def air_monthly_at(t_ref, z_ref, z, lapse, delta, out):
-    """T_m = T_m,ref + lapse_m (z_ref - z) + delta for the 12 months, written to ``out``."""
+    """T_m = T_m,ref + lapse_m (z_ref - z) + delta_m for the 12 months, written to ``out``."""
     for m in range(12):
-        out[m] = t_ref[m] + lapse[m] * (z_ref - z) + delta
+        out[m] = t_ref[m] + lapse[m] * (z_ref - z) + delta[m]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -191,12 +191,19 @@ class StationForcing:
         self.lapse = lapse_rates_c_per_m(clim["lapse_rate_c_per_m"])
         self.method = METHODS[clim.get("degree_days", "sinusoid")]
 
-    def fields(self, shape):
-        """(t_ref (12, ny, nx), z_ref (ny, nx)) as zero-copy broadcast arrays."""
-        ny, nx = shape
+    def fields(self, grid):
+        """(t_ref (12, ny, nx), z_ref (ny, nx)) on ``grid`` (a tile's Grid) as zero-copy
+        broadcast arrays."""
+        ny, nx = grid.height, grid.width
         t = np.broadcast_to(self.t_ref[:, None, None], (12, ny, nx))
         z = np.broadcast_to(np.float64(self.z_ref), (ny, nx))
         return t, z
+
+
+def uniform_delta_fields(warmings_c, shape) -> np.ndarray:
+    """(n, 12, ny, nx) zero-copy monthly warming fields from one warming (C) per horizon."""
+    w = np.asarray(warmings_c, np.float64)
+    return np.broadcast_to(w[:, None, None, None], (len(w), 12, *shape))
 
 
 def forcing_from_config(config: dict):
@@ -206,10 +213,17 @@ def forcing_from_config(config: dict):
     raise NotImplementedError(f"climate.source {source!r}")
 
 
-def compute_climate(z: np.ndarray, forcing, delta_c: float = 0.0):
-    """(MAAT, FDD, TDD) float64 arrays for an elevation block (NaN nodata)."""
+class _ShapeGrid:
+    """Stand-in for a Grid when only the block shape matters (station forcing)."""
+
+    def __init__(self, shape):
+        self.height, self.width = shape
+
+
+def compute_climate(z: np.ndarray, forcing, delta_c: float = 0.0, grid=None):
+    """(MAAT, FDD, TDD) float64 arrays for an elevation block (NaN nodata) on ``grid``."""
     z = np.ascontiguousarray(z, np.float64)
-    t_ref, z_ref = forcing.fields(z.shape)
+    t_ref, z_ref = forcing.fields(grid if grid is not None else _ShapeGrid(z.shape))
     maat = np.empty_like(z)
     fdd = np.empty_like(z)
     tdd = np.empty_like(z)

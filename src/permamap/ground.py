@@ -141,7 +141,9 @@ def scenario_kernel(p, z, slope, aspect, t_ref, z_ref, lapse, method, deltas, ma
     """Fused air temperature -> degree-days -> MAGT -> class for every warming in ``deltas``.
 
     One pass over the block: the terrain and elevation of a pixel are read once and all
-    scenario horizons are computed from them. ``magt_out``/``class_out``: (n_deltas, ny, nx).
+    scenario horizons are computed from them. ``deltas``: (n, 12, ny, nx) monthly air warming
+    (C; zero-stride broadcast arrays for uniform warming); ``magt_out``/``class_out``:
+    (n, ny, nx).
     """
     ny, nx = z.shape
     nd = deltas.shape[0]
@@ -155,7 +157,7 @@ def scenario_kernel(p, z, slope, aspect, t_ref, z_ref, lapse, method, deltas, ma
                     class_out[k, r, c] = CLASS_NODATA
                 continue
             for k in range(nd):
-                air_monthly_at(t_ref[:, r, c], z_ref[r, c], zz, lapse, deltas[k], t)
+                air_monthly_at(t_ref[:, r, c], z_ref[r, c], zz, lapse, deltas[k, :, r, c], t)
                 f, th = degree_days(t, method)
                 m = magt_pixel(p, f, th, zz, slope[r, c], aspect[r, c])
                 magt_out[k, r, c] = m
@@ -202,11 +204,18 @@ def compute_ground(config: dict, z, slope, aspect, fdd, tdd):
     return magt, cls, stab
 
 
-def compute_scenarios(config: dict, forcing, z, slope, aspect, deltas):
-    """(magt (n, ny, nx) float64, class (n, ny, nx) uint8) for air warmings ``deltas`` (C)."""
+def compute_scenarios(config: dict, forcing, z, slope, aspect, deltas, grid=None):
+    """(magt (n, ny, nx) float64, class (n, ny, nx) uint8) under air warming.
+
+    ``deltas``: one warming (C) per horizon, or (n, 12, ny, nx) monthly warming fields.
+    """
+    from .climate import _ShapeGrid, uniform_delta_fields
+
     z = np.ascontiguousarray(z, np.float64)
     deltas = np.asarray(deltas, np.float64)
-    t_ref, z_ref = forcing.fields(z.shape)
+    if deltas.ndim == 1:
+        deltas = uniform_delta_fields(deltas, z.shape)
+    t_ref, z_ref = forcing.fields(grid if grid is not None else _ShapeGrid(z.shape))
     magt = np.empty((len(deltas), *z.shape))
     cls = np.empty((len(deltas), *z.shape), np.uint8)
     scenario_kernel(

@@ -99,7 +99,8 @@ def terrain_tile(config: dict, tile_dem_path, tile_id: str, out_path, threads: i
 def climate_tile(config: dict, terrain_path, tile_id: str, out_path, threads: int = 2) -> None:
     grid, tile = _tile(config, tile_id)
     z = read_bands(terrain_path)[0]
-    maat, fdd, tdd = climate.compute_climate(z, climate.forcing_from_config(config))
+    maat, fdd, tdd = climate.compute_climate(z, climate.forcing_from_config(config),
+                                             grid=grid.subgrid(tile.window))
     write_bands(out_path, np.stack([maat, fdd, tdd]), grid.subgrid(tile.window), dtype="float64",
                 nodata=np.nan, descriptions=["maat", "fdd", "tdd"],
                 units=["degC", "degC day", "degC day"], tags={"tile": tile_id}, threads=threads)
@@ -124,22 +125,32 @@ def ground_tile(config: dict, terrain_path, climate_path, tile_id: str, out_magt
 # -- scenarios ------------------------------------------------------------------------------
 
 
+def scenario_delta_fields(config: dict, name: str, grid: Grid) -> np.ndarray:
+    """(n_horizons, 12, ny, nx) monthly air warming (C) of scenario ``name`` on ``grid``.
+
+    Uniform warming per horizon (``warming_c`` / ``trend_c_per_decade``) as zero-copy
+    broadcast arrays.
+    """
+    warming = cfgmod.scenario_warming_c(config, name)
+    return climate.uniform_delta_fields([warming[h] for h in config["horizons"]],
+                                        (grid.height, grid.width))
+
+
 def scenarios_tile(config: dict, terrain_path, tile_id: str, out_magt, out_class,
                    threads: int = 2) -> None:
     """All scenarios x horizons of one tile in one job (fused kernel per scenario)."""
     grid, tile = _tile(config, tile_id)
+    core = grid.subgrid(tile.window)
     z, slope, aspect = read_bands(terrain_path)
     magts, classes, labels = [], [], []
     for name in config["scenarios"]:
         scfg = cfgmod.scenario_config(config, name)
-        warming = cfgmod.scenario_warming_c(config, name)
-        deltas = [warming[h] for h in config["horizons"]]
         forcing = climate.forcing_from_config(scfg)
-        m, c = ground.compute_scenarios(scfg, forcing, z, slope, aspect, deltas)
+        deltas = scenario_delta_fields(config, name, core)
+        m, c = ground.compute_scenarios(scfg, forcing, z, slope, aspect, deltas, grid=core)
         magts.append(m)
         classes.append(c)
         labels += [band_label(name, h) for h in config["horizons"]]
-    core = grid.subgrid(tile.window)
     write_bands(out_magt, _f32(np.concatenate(magts)), core, dtype="float32", nodata=FLOAT_NODATA,
                 descriptions=labels, units=["degC"] * len(labels), tags={"tile": tile_id},
                 threads=threads)
