@@ -77,7 +77,7 @@ def test_lapse_rate_applied_to_elevation(config):
     forcing = StationForcing(config)
     z0 = config["climate"]["station"]["elevation_m"]
     z = np.array([[z0, z0 + 1000.0, np.nan]])
-    maat, fdd, tdd = compute_climate(z, forcing)
+    maat, fdd, tdd, _ = compute_climate(z, forcing)
     assert maat[0, 0] == pytest.approx(6.1, abs=1e-9)  # Xining station
     assert maat[0, 1] == pytest.approx(6.1 - 5.6, abs=1e-9)  # 5.6 C/km (Chen et al. 2014)
     assert np.isnan(maat[0, 2]) and np.isnan(fdd[0, 2]) and np.isnan(tdd[0, 2])
@@ -87,6 +87,6 @@ def test_lapse_rate_applied_to_elevation(config):
 def test_warming_delta_shifts_every_month(config):
     forcing = StationForcing(config)
     z = np.array([[3500.0]])
-    m0, _, _ = compute_climate(z, forcing)
-    m2, _, _ = compute_climate(z, forcing, delta_c=2.0)
+    m0, _, _, _ = compute_climate(z, forcing)
+    m2, _, _, _ = compute_climate(z, forcing, delta_c=2.0)
     assert m2[0, 0] - m0[0, 0] == pytest.approx(2.0, abs=1e-12)

@@ -86,7 +86,7 @@ def test_zero_warming_scenario_equals_baseline_bitwise(config, model):
     cfg["ground"]["model"] = model
     z, slope, aspect = _terrain_block()
     forcing = StationForcing(cfg)
-    _, fdd, tdd = compute_climate(z, forcing)
+    _, fdd, tdd, _ = compute_climate(z, forcing)
     magt, cls, _ = compute_ground(cfg, z, slope, aspect, fdd, tdd)
     smagt, scls = compute_scenarios(cfg, forcing, z, slope, aspect, [0.0])
     np.testing.assert_array_equal(smagt[0], magt)  # NaN == NaN in assert_array_equal
@@ -109,7 +109,96 @@ def test_warming_never_creates_permafrost(config):
 def test_nodata_propagates_never_cold_permafrost(config):
     z, slope, aspect = _terrain_block()
     forcing = StationForcing(config)
-    _, fdd, tdd = compute_climate(z, forcing)
+    _, fdd, tdd, _ = compute_climate(z, forcing)
     magt, cls, stab = compute_ground(config, z, slope, aspect, fdd, tdd)
     assert np.isnan(magt[1, 2]) and cls[1, 2] == 255 and stab[1, 2] == 255
     assert (cls[np.isfinite(z)] != 255).all()
+
+
+# -- solar exposure, active layer, probability (issue 5) ----------------------------------------
+
+from permamap.ground import active_layer, compute_probability, ipa_zone, thawing_n_factor  # noqa: E402
+
+
+def test_thawing_n_factor_scales_with_solar_index():
+    assert thawing_n_factor(1.1, 1.0, 1.0) == pytest.approx(1.1)  # flat ground: unchanged
+    assert thawing_n_factor(1.1, 1.0, 1.2) == pytest.approx(1.32)
+    assert thawing_n_factor(1.1, 0.0, 0.5) == pytest.approx(1.1)  # effect switched off
+    assert thawing_n_factor(1.1, 3.0, 0.5) == 0.0  # never negative
+
+
+def test_south_slope_warmer_than_north_slope_in_ttop(config):
+    z = np.full((1, 2), 3650.0)
+    slope = np.full((1, 2), 20.0)
+    aspect = np.array([[180.0, 0.0]])
+    solar = np.array([[1.15, 0.80]])  # south-facing gets more beam, north-facing less
+    forcing = StationForcing(config)
+    _, fdd, tdd, _ = compute_climate(z, forcing)
+    magt, _, _ = compute_ground(config, z, slope, aspect, fdd, tdd, solar=solar)
+    assert magt[0, 0] > magt[0, 1]
+
+
+def test_stefan_active_layer_by_hand(config):
+    # Permafrost pixel, TDD = 1000 C day, flat (SI = 1): surface index 1.1 * 1000 = 1100 C day;
+    # L = 0.25 * 1000 kg/m3 * 334,000 J/kg = 8.35e7 J/m3; k = 1.2 W/m/K:
+    # Z = sqrt(2 * 1.2 * 1100 * 86400 / 8.35e7) = sqrt(2.7317) = 1.6528 m.
+    cls = np.array([[1, 2, 3]], np.uint8)
+    fdd = np.array([[2000.0, 1500.0, 0.0]])
+    tdd = np.array([[1000.0, 1500.0, 4000.0]])
+    alt, freeze = active_layer(config, cls, fdd, tdd)
+    assert alt[0, 0] == pytest.approx(np.sqrt(2 * 1.2 * 1100 * 86400 / 8.35e7), rel=1e-9)
+    # seasonal frost: n_f FDD = 0.7 * 1500 = 1050 C day with the frozen conductivity 1.6
+    assert freeze[0, 1] == pytest.approx(np.sqrt(2 * 1.6 * 1050 * 86400 / 8.35e7), rel=1e-9)
+    assert np.isnan(alt[0, 1]) and np.isnan(alt[0, 2]) and np.isnan(freeze[0, 0]) and np.isnan(freeze[0, 2])
+
+
+def _landscape(n=12, seed=5):
+    rng = np.random.default_rng(seed)
+    z = rng.uniform(3000, 4600, (n, n))
+    slope = rng.uniform(0, 35, (n, n))
+    aspect = rng.uniform(0, 360, (n, n))
+    solar = rng.uniform(0.7, 1.25, (n, n))
+    return z, slope, aspect, solar
+
+
+@pytest.mark.parametrize("model", ["ttop", "lapse"])
+def test_probability_without_spread_is_the_deterministic_map(config, model):
+    cfg = copy.deepcopy(config)
+    cfg["ground"]["model"] = model
+    g = cfg["ground"]
+    g["probability"]["samples"] = 7
+    g["probability"]["ranges"] = {
+        "n_thawing": [g["ttop"]["n_thawing"]] * 2,
+        "lapse_rate_c_per_m": [cfg["climate"]["lapse_rate_c_per_m"]] * 2,
+        "rate_north_c_per_m": [g["lapse"]["rate_north_c_per_m"]] * 2,
+    }
+    z, slope, aspect, solar = _landscape()
+    forcing = StationForcing(cfg)
+    _, fdd, tdd, _ = compute_climate(z, forcing)
+    _, cls, _ = compute_ground(cfg, z, slope, aspect, fdd, tdd, solar=solar)
+    prob = compute_probability(cfg, forcing, z, slope, aspect, solar=solar)
+    np.testing.assert_array_equal(prob, np.where(cls == PERMAFROST, 100, 0))
+
+
+def test_probability_is_reproducible_and_spread_gives_intermediate_values(config):
+    z, slope, aspect, solar = _landscape(20)
+    forcing = StationForcing(config)
+    p1 = compute_probability(config, forcing, z, slope, aspect, solar=solar)
+    p2 = compute_probability(config, forcing, z, slope, aspect, solar=solar)
+    np.testing.assert_array_equal(p1, p2)
+    assert ((p1 > 0) & (p1 < 100)).any()
+    cfg = copy.deepcopy(config)
+    cfg["ground"]["probability"]["seed"] += 1
+    p3 = compute_probability(cfg, forcing, z, slope, aspect, solar=solar)
+    assert not np.array_equal(p1, p3)
+    # higher ground is never less likely to be permafrost, all else equal
+    zz = np.linspace(3000, 4600, 30)[None, :]
+    flat = np.zeros_like(zz)
+    prob = compute_probability(config, forcing, zz, flat, flat - 1, solar=np.ones_like(zz))
+    assert (np.diff(prob[0].astype(int)) >= 0).all() and prob[0, 0] == 0 and prob[0, -1] == 100
+
+
+def test_ipa_zone_thresholds():
+    # ESA CCI Permafrost / IPA: continuous >= 90 %, discontinuous 50-90, sporadic 10-50, isolated < 10
+    p = np.array([100, 90, 89, 50, 49, 10, 9, 1, 0, 255], np.uint8)
+    np.testing.assert_array_equal(ipa_zone(p), [1, 1, 2, 2, 3, 3, 4, 4, 0, 255])

@@ -115,6 +115,18 @@ def sinusoid_degree_days(mean_c, amplitude_c, period_days):
 
 
 @nb.njit(cache=True, nogil=True)
+def annual_amplitude_c(t_monthly):
+    """Amplitude A (C, half the annual range) of the sinusoid fitted to 12 monthly means
+    (the same month-averaged least-squares fit as the ``sinusoid`` degree-days)."""
+    a = 0.0
+    b = 0.0
+    for m in range(12):
+        a += HARMONIC_OPERATOR[1, m] * t_monthly[m]
+        b += HARMONIC_OPERATOR[2, m] * t_monthly[m]
+    return math.sqrt(a * a + b * b)
+
+
+@nb.njit(cache=True, nogil=True)
 def degree_days(t_monthly, method):
     """(FDD, TDD) in C*day from 12 monthly means; ``method`` 0 = sinusoid, 1 = monthly sum."""
     fdd = 0.0
@@ -128,15 +140,7 @@ def degree_days(t_monthly, method):
             else:
                 fdd -= t * d
         return fdd, tdd
-    a = 0.0
-    b = 0.0
-    mean = 0.0
-    for m in range(12):
-        a += HARMONIC_OPERATOR[1, m] * t_monthly[m]
-        b += HARMONIC_OPERATOR[2, m] * t_monthly[m]
-        mean += t_monthly[m] * DAYS_IN_MONTH_NB[m]
-    mean /= 365.0
-    return sinusoid_degree_days(mean, math.sqrt(a * a + b * b), 365.0)
+    return sinusoid_degree_days(maat_from_monthly(t_monthly), annual_amplitude_c(t_monthly), 365.0)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -155,8 +159,8 @@ def maat_from_monthly(t_monthly):
 
 
 @nb.njit(cache=True, nogil=True)
-def climate_kernel(z, t_ref, z_ref, lapse, delta, method, maat, fdd, tdd):
-    """MAAT, FDD and TDD for every pixel of ``z`` (NaN = nodata).
+def climate_kernel(z, t_ref, z_ref, lapse, delta, method, maat, fdd, tdd, amplitude):
+    """MAAT, FDD, TDD and annual amplitude for every pixel of ``z`` (NaN = nodata).
 
     ``t_ref``: (12, ny, nx) reference monthly temperature (C) valid at ``z_ref`` (ny, nx);
     broadcast (zero-stride) arrays are fine for a single station.
@@ -170,6 +174,7 @@ def climate_kernel(z, t_ref, z_ref, lapse, delta, method, maat, fdd, tdd):
                 maat[r, c] = np.nan
                 fdd[r, c] = np.nan
                 tdd[r, c] = np.nan
+                amplitude[r, c] = np.nan
                 continue
             for m in range(12):
                 t[m] = t_ref[m, r, c] + lapse[m] * (z_ref[r, c] - zz) + delta
@@ -177,6 +182,7 @@ def climate_kernel(z, t_ref, z_ref, lapse, delta, method, maat, fdd, tdd):
             f, th = degree_days(t, method)
             fdd[r, c] = f
             tdd[r, c] = th
+            amplitude[r, c] = annual_amplitude_c(t)
 
 
 class StationForcing:
@@ -221,11 +227,12 @@ class _ShapeGrid:
 
 
 def compute_climate(z: np.ndarray, forcing, delta_c: float = 0.0, grid=None):
-    """(MAAT, FDD, TDD) float64 arrays for an elevation block (NaN nodata) on ``grid``."""
+    """(MAAT, FDD, TDD, amplitude) float64 arrays for an elevation block (NaN nodata) on ``grid``."""
     z = np.ascontiguousarray(z, np.float64)
     t_ref, z_ref = forcing.fields(grid if grid is not None else _ShapeGrid(z.shape))
     maat = np.empty_like(z)
     fdd = np.empty_like(z)
     tdd = np.empty_like(z)
-    climate_kernel(z, t_ref, z_ref, forcing.lapse, float(delta_c), forcing.method, maat, fdd, tdd)
-    return maat, fdd, tdd
+    amp = np.empty_like(z)
+    climate_kernel(z, t_ref, z_ref, forcing.lapse, float(delta_c), forcing.method, maat, fdd, tdd, amp)
+    return maat, fdd, tdd, amp

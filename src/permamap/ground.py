@@ -13,6 +13,18 @@ k_frozen and P the period (365 d). The second branch is the mean temperature at 
 of the seasonally thawed layer where no permafrost exists; both branches are 0 where
 r_k n_t TDD = n_f FDD, so TTOP is continuous.
 
+Aspect and slope enter ``ttop`` through the solar exposure index SI (potential clear-sky
+direct radiation on the slope relative to flat ground over the thaw season,
+:mod:`permamap.solar`): the thawing n-factor becomes::
+
+    n_t,eff = n_t * max(0, 1 + e_solar (SI - 1))
+
+so with ``solar_effect`` e_solar = 1 a slope receiving 20 % more beam radiation than flat
+ground thaws its surface 20 % more (e_solar = 0 switches the effect off). Direct radiation
+drives the summer surface-air temperature difference that the thawing n-factor represents
+(Lunardini 1978; Klene et al. 2001, Permafrost Periglac. Process. 12:337); the proportional
+form and e_solar are a calibratable modelling choice, not a published constant.
+
 ``lapse``: the empirical aspect-dependent elevation lapse of MAGT summarised by the Zhao
 (2026) review of Xining-area permafrost (0.6 C/100 m on north-facing and 0.4 C/100 m on
 south-facing slopes, Bayan Har Mountains)::
@@ -46,7 +58,15 @@ MODELS = {"ttop": MODEL_TTOP, "lapse": MODEL_LAPSE}
 # Indices into the packed parameter vector passed to the kernels.
 P_MODEL, P_NF, P_NT, P_RK, P_PERIOD, P_RN, P_RS, P_ZREF, P_MAGTREF, P_SINFULL = range(10)
 P_TH0 = 10  # four stability thresholds follow
-N_PARAMS = 14
+P_SOLAR = 14
+N_PARAMS = 15
+
+
+@nb.vectorize(["float64(float64, float64, float64)", "float32(float32, float32, float32)"], cache=True)
+def thawing_n_factor(n_thawing, solar_effect, solar_index):
+    """n_t,eff = n_t * max(0, 1 + e_solar (SI - 1)) (module docstring); NaN propagates."""
+    f = 1.0 + solar_effect * (solar_index - 1.0)
+    return n_thawing * f if f > 0.0 else 0.0 * solar_index
 
 
 def ttop_c(fdd, tdd, n_freezing, n_thawing, conductivity_ratio, period_days=365.0):
@@ -110,34 +130,35 @@ def stability_pixel(magt, th0, th1, th2, th3):
 
 
 @nb.njit(cache=True, nogil=True)
-def magt_pixel(p, fdd, tdd, z, slope, aspect):
+def magt_pixel(p, fdd, tdd, z, slope, aspect, solar):
     if p[P_MODEL] == MODEL_TTOP:
-        return ttop_pixel(fdd, tdd, p[P_NF], p[P_NT], p[P_RK], p[P_PERIOD])
+        n_t = thawing_n_factor(p[P_NT], p[P_SOLAR], solar)
+        return ttop_pixel(fdd, tdd, p[P_NF], n_t, p[P_RK], p[P_PERIOD])
     return lapse_magt_pixel(z, slope, aspect, p[P_RN], p[P_RS], p[P_ZREF], p[P_MAGTREF], p[P_SINFULL])
 
 
 @nb.njit(cache=True, nogil=True)
-def ground_kernel(p, z, slope, aspect, fdd, tdd, magt_out, class_out, stab_out):
+def ground_kernel(p, z, slope, aspect, solar, fdd, tdd, magt_out, class_out, stab_out):
     """MAGT, class and stability from degree-days and terrain (NaN nodata in any input)."""
     ny, nx = z.shape
     for r in range(ny):
         for c in range(nx):
             f = fdd[r, c]
             t = tdd[r, c]
-            s = z[r, c] + slope[r, c] + f + t
+            s = z[r, c] + slope[r, c] + solar[r, c] + f + t
             if math.isnan(s):
                 magt_out[r, c] = np.nan
                 class_out[r, c] = CLASS_NODATA
                 stab_out[r, c] = CLASS_NODATA
                 continue
-            m = magt_pixel(p, f, t, z[r, c], slope[r, c], aspect[r, c])
+            m = magt_pixel(p, f, t, z[r, c], slope[r, c], aspect[r, c], solar[r, c])
             magt_out[r, c] = m
             class_out[r, c] = classify_pixel(m, f)
             stab_out[r, c] = stability_pixel(m, p[P_TH0], p[P_TH0 + 1], p[P_TH0 + 2], p[P_TH0 + 3])
 
 
 @nb.njit(cache=True, nogil=True)
-def scenario_kernel(p, z, slope, aspect, t_ref, z_ref, lapse, method, deltas, magt_out, class_out):
+def scenario_kernel(p, z, slope, aspect, solar, t_ref, z_ref, lapse, method, deltas, magt_out, class_out):
     """Fused air temperature -> degree-days -> MAGT -> class for every warming in ``deltas``.
 
     One pass over the block: the terrain and elevation of a pixel are read once and all
@@ -151,7 +172,7 @@ def scenario_kernel(p, z, slope, aspect, t_ref, z_ref, lapse, method, deltas, ma
     for r in range(ny):
         for c in range(nx):
             zz = z[r, c]
-            if math.isnan(zz + slope[r, c]):
+            if math.isnan(zz + slope[r, c] + solar[r, c]):
                 for k in range(nd):
                     magt_out[k, r, c] = np.nan
                     class_out[k, r, c] = CLASS_NODATA
@@ -159,9 +180,35 @@ def scenario_kernel(p, z, slope, aspect, t_ref, z_ref, lapse, method, deltas, ma
             for k in range(nd):
                 air_monthly_at(t_ref[:, r, c], z_ref[r, c], zz, lapse, deltas[k, :, r, c], t)
                 f, th = degree_days(t, method)
-                m = magt_pixel(p, f, th, zz, slope[r, c], aspect[r, c])
+                m = magt_pixel(p, f, th, zz, slope[r, c], aspect[r, c], solar[r, c])
                 magt_out[k, r, c] = m
                 class_out[k, r, c] = classify_pixel(m, f)
+
+
+@nb.njit(cache=True, nogil=True)
+def probability_kernel(samples, lapse_samples, z, slope, aspect, solar, t_ref, z_ref, method, prob_out):
+    """Permafrost probability (percent, uint8) over a Monte Carlo parameter ensemble.
+
+    ``samples``: (n, N_PARAMS) parameter vectors, ``lapse_samples``: (n, 12) air lapse rates;
+    for each pixel the share of members with MAGT < 0, rounded to whole percent.
+    """
+    ny, nx = z.shape
+    n = samples.shape[0]
+    t = np.empty(12)
+    zero = np.zeros(12)
+    for r in range(ny):
+        for c in range(nx):
+            zz = z[r, c]
+            if math.isnan(zz + slope[r, c] + solar[r, c]):
+                prob_out[r, c] = CLASS_NODATA
+                continue
+            count = 0
+            for i in range(n):
+                air_monthly_at(t_ref[:, r, c], z_ref[r, c], zz, lapse_samples[i], zero, t)
+                f, th = degree_days(t, method)
+                if magt_pixel(samples[i], f, th, zz, slope[r, c], aspect[r, c], solar[r, c]) < 0.0:
+                    count += 1
+            prob_out[r, c] = np.uint8(math.floor(100.0 * count / n + 0.5))
 
 
 def pack_params(config: dict) -> np.ndarray:
@@ -181,21 +228,85 @@ def pack_params(config: dict) -> np.ndarray:
     p[P_MAGTREF] = la["reference_magt_c"]
     p[P_SINFULL] = math.sin(math.radians(la["full_contrast_slope_deg"]))
     p[P_TH0 : P_TH0 + 4] = config["classes"]["stability_thresholds_c"]
+    p[P_SOLAR] = tt["solar_effect"]
     return p
 
 
-def compute_ground(config: dict, z, slope, aspect, fdd, tdd):
+#: Monte Carlo parameters: config key under ground.probability.ranges -> parameter index.
+MC_PARAMS = {
+    "n_freezing": P_NF,
+    "n_thawing": P_NT,
+    "conductivity_ratio": P_RK,
+    "solar_effect": P_SOLAR,
+    "rate_north_c_per_m": P_RN,
+    "rate_south_c_per_m": P_RS,
+    "reference_magt_c": P_MAGTREF,
+}
+
+
+def sample_parameters(config: dict, lapse_c_per_m: np.ndarray):
+    """(samples (n, N_PARAMS), lapse (n, 12)) of the Monte Carlo ensemble.
+
+    Each parameter with a range in ``ground.probability.ranges`` is drawn uniformly and
+    independently from [low, high] with ``numpy.random.default_rng(seed)``; the others keep
+    their config value. The air lapse rate scales all twelve monthly rates alike. The draws
+    depend only on the config, so every tile uses the same ensemble.
+    """
+    prob = config["ground"]["probability"]
+    n = int(prob["samples"])
+    rng = np.random.default_rng(int(prob["seed"]))
+    base = pack_params(config)
+    samples = np.tile(base, (n, 1))
+    ranges = prob.get("ranges") or {}
+    for key in sorted(ranges):
+        lo, hi = ranges[key]
+        draw = rng.uniform(lo, hi, n) if hi > lo else np.full(n, float(lo))
+        if key == "lapse_rate_c_per_m":
+            continue
+        samples[:, MC_PARAMS[key]] = draw
+    lapse = np.tile(np.asarray(lapse_c_per_m, np.float64), (n, 1))
+    if "lapse_rate_c_per_m" in ranges:
+        lo, hi = ranges["lapse_rate_c_per_m"]
+        rng2 = np.random.default_rng([int(prob["seed"]), 1])
+        draw = rng2.uniform(lo, hi, n) if hi > lo else np.full(n, float(lo))
+        mean = float(np.mean(lapse_c_per_m))
+        lapse = lapse * (draw / mean)[:, None] if mean > 0 else np.tile(draw[:, None], (1, 12))
+    return samples, lapse
+
+
+def ipa_zone(probability_pct: np.ndarray) -> np.ndarray:
+    """IPA permafrost zone from probability (percent), as ESA CCI Permafrost maps it:
+    1 continuous >= 90, 2 discontinuous 50-90, 3 sporadic 10-50, 4 isolated 0-10 (> 0),
+    0 none (probability 0), 255 nodata (Brown et al. 1997, IPA circum-Arctic map)."""
+    p = np.asarray(probability_pct)
+    z = np.select([p == CLASS_NODATA, p >= 90, p >= 50, p >= 10, p > 0], [CLASS_NODATA, 1, 2, 3, 4], 0)
+    return z.astype(np.uint8)
+
+
+def _f64(a):
+    return np.ascontiguousarray(a, np.float64)
+
+
+def _solar_or_flat(solar, shape):
+    """The solar index block, or 1.0 everywhere (flat-ground exposure) when not given."""
+    if solar is None:
+        return np.ones(shape)
+    return _f64(solar)
+
+
+def compute_ground(config: dict, z, slope, aspect, fdd, tdd, solar=None):
     """(magt float64, class uint8, stability uint8) for blocks of equal shape."""
-    z = np.ascontiguousarray(z, np.float64)
+    z = _f64(z)
     magt = np.empty_like(z)
     cls = np.empty(z.shape, np.uint8)
     stab = np.empty(z.shape, np.uint8)
     ground_kernel(
         pack_params(config),
         z,
-        np.ascontiguousarray(slope, np.float64),
-        np.ascontiguousarray(aspect, np.float64),
-        np.ascontiguousarray(fdd, np.float64),
+        _f64(slope),
+        _f64(aspect),
+        _solar_or_flat(solar, z.shape),
+        _f64(fdd),
         np.ascontiguousarray(tdd, np.float64),
         magt,
         cls,
@@ -204,7 +315,7 @@ def compute_ground(config: dict, z, slope, aspect, fdd, tdd):
     return magt, cls, stab
 
 
-def compute_scenarios(config: dict, forcing, z, slope, aspect, deltas, grid=None):
+def compute_scenarios(config: dict, forcing, z, slope, aspect, deltas, grid=None, solar=None):
     """(magt (n, ny, nx) float64, class (n, ny, nx) uint8) under air warming.
 
     ``deltas``: one warming (C) per horizon, or (n, 12, ny, nx) monthly warming fields.
@@ -221,8 +332,9 @@ def compute_scenarios(config: dict, forcing, z, slope, aspect, deltas, grid=None
     scenario_kernel(
         pack_params(config),
         z,
-        np.ascontiguousarray(slope, np.float64),
-        np.ascontiguousarray(aspect, np.float64),
+        _f64(slope),
+        _f64(aspect),
+        _solar_or_flat(solar, z.shape),
         t_ref,
         z_ref,
         forcing.lapse,
@@ -232,6 +344,55 @@ def compute_scenarios(config: dict, forcing, z, slope, aspect, deltas, grid=None
         cls,
     )
     return magt, cls
+
+
+def compute_probability(config: dict, forcing, z, slope, aspect, solar=None, grid=None):
+    """Permafrost probability (percent, uint8, 255 nodata) of a block; see
+    :func:`probability_kernel` and :func:`sample_parameters`."""
+    from .climate import _ShapeGrid
+
+    z = _f64(z)
+    samples, lapse = sample_parameters(config, forcing.lapse)
+    t_ref, z_ref = forcing.fields(grid if grid is not None else _ShapeGrid(z.shape))
+    prob = np.empty(z.shape, np.uint8)
+    probability_kernel(samples, lapse, z, _f64(slope), _f64(aspect), _solar_or_flat(solar, z.shape),
+                       t_ref, z_ref, forcing.method, prob)
+    return prob
+
+
+def active_layer(config: dict, cls, fdd, tdd, solar=None, maat=None, amplitude=None):
+    """(alt_m, freeze_depth_m) float64: active layer thickness where ``cls`` is permafrost and
+    maximum seasonal freezing depth where it is seasonally frozen ground; NaN elsewhere.
+
+    ``ground.active_layer.method``: ``stefan`` (surface indices = n-factor x air indices, the
+    same n-factors as the TTOP model) or ``kudryavtsev`` (Anisimov et al. 1997 chain from
+    air MAAT and amplitude, :func:`permamap.active_layer.kudryavtsev`; pixels where its own
+    TTOP sign disagrees with the class are NaN).
+    """
+    from . import active_layer as al
+
+    g = config["ground"]
+    soil = g["active_layer"]
+    latent = al.volumetric_latent_heat_j_per_m3(soil["water_content_m3_per_m3"], soil["unfrozen_water_m3_per_m3"])
+    cls = np.asarray(cls)
+    pf = cls == PERMAFROST
+    sfg = cls == SEASONALLY_FROZEN
+    if soil["method"] == "stefan":
+        tt = g["ttop"]
+        n_t = thawing_n_factor(tt["n_thawing"], tt["solar_effect"], _solar_or_flat(solar, cls.shape))
+        thaw = al.stefan_depth_block(_f64(n_t * _f64(tdd)), soil["k_thawed_w_per_m_k"], latent)
+        freeze = al.stefan_depth_block(_f64(tt["n_freezing"] * _f64(fdd)), soil["k_frozen_w_per_m_k"], latent)
+        return np.where(pf, thaw, np.nan), np.where(sfg, freeze, np.nan)
+    c_t = al.soil_volumetric_heat_capacity_j_per_m3_k(soil["water_content_m3_per_m3"], False)
+    c_f = al.soil_volumetric_heat_capacity_j_per_m3_k(soil["water_content_m3_per_m3"], True,
+                                                      unfrozen_water=soil["unfrozen_water_m3_per_m3"])
+    res = al.kudryavtsev(_f64(maat), _f64(amplitude), k_thawed_w_per_m_k=soil["k_thawed_w_per_m_k"],
+                         k_frozen_w_per_m_k=soil["k_frozen_w_per_m_k"], c_thawed_j_per_m3_k=c_t,
+                         c_frozen_j_per_m3_k=c_f, latent_heat_j_per_m3=latent,
+                         snow_depth_m=soil["snow_depth_m"])
+    depth = np.asarray(res.depth_m, np.float64)
+    ttop_k = np.asarray(res.ttop_c, np.float64)
+    return np.where(pf & (ttop_k < 0), depth, np.nan), np.where(sfg & (ttop_k >= 0), depth, np.nan)
 
 
 __all__ = [

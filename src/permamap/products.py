@@ -31,6 +31,15 @@ STABILITY_CLASSES = {
     5: ("unstable", (252, 146, 114)),
 }
 
+# IPA permafrost zones (zone.tif) from permafrost probability, as ESA CCI Permafrost maps them.
+IPA_ZONES = {
+    0: ("no permafrost", (240, 240, 240)),
+    1: ("continuous (>= 90 %)", (8, 48, 107)),
+    2: ("discontinuous (50-90 %)", (66, 146, 198)),
+    3: ("sporadic (10-50 %)", (158, 202, 225)),
+    4: ("isolated (< 10 %)", (222, 235, 247)),
+}
+
 
 @dataclass(frozen=True)
 class Product:
@@ -58,10 +67,41 @@ PRODUCTS = {
         "Aspect: direction the slope faces, clockwise from north; -1 = flat",
         resampling="nearest",
     ),
+    "solar": Product(
+        "solar",
+        "float32",
+        FLOAT_NODATA,
+        "1",
+        "Solar exposure index: clear-sky thaw-season beam radiation on the slope / on flat ground",
+    ),
     "maat": Product("maat", "float32", FLOAT_NODATA, "degC", "Mean annual air temperature"),
     "fdd": Product("fdd", "float32", FLOAT_NODATA, "degC day", "Air freezing index (freezing degree-days)"),
     "tdd": Product("tdd", "float32", FLOAT_NODATA, "degC day", "Air thawing index (thawing degree-days)"),
     "magt": Product("magt", "float32", FLOAT_NODATA, "degC", "Mean annual ground temperature"),
+    "alt": Product("alt", "float32", FLOAT_NODATA, "m", "Active layer thickness (permafrost pixels only)"),
+    "freeze_depth": Product(
+        "freeze_depth",
+        "float32",
+        FLOAT_NODATA,
+        "m",
+        "Maximum seasonal freezing depth (seasonally frozen ground only)",
+    ),
+    "probability": Product(
+        "probability",
+        "uint8",
+        CLASS_NODATA,
+        "percent",
+        "Permafrost probability: share of the Monte Carlo ensemble with MAGT < 0",
+    ),
+    "zone": Product(
+        "zone",
+        "uint8",
+        CLASS_NODATA,
+        "class",
+        "IPA permafrost zone from probability: 1 continuous, 2 discontinuous, 3 sporadic, 4 isolated, 0 none",
+        categories=IPA_ZONES,
+        resampling="mode",
+    ),
     "class": Product(
         "class",
         "uint8",

@@ -78,6 +78,9 @@ def dispatch(smk) -> None:
                      scenario=s, horizon=h, warming_c=smk.params.warming_c)
     elif step == "areas":
         steps.areas_table(config, inp.baseline, _scenario_class_inputs(smk, config), out[0])
+    elif step == "lower_limit":
+        steps.lower_limit_table(config, inp.elevation, inp.slope, inp.aspect, inp.baseline,
+                                _scenario_class_inputs(smk, config), out[0])
     elif step == "figures":
         plots.quicklooks(config, inp, out)
     else:

@@ -7,10 +7,10 @@ Per-tile intermediates (``resources/<run>/tiles/<tile>/``):
 file                   dtype      bands
 =====================  =========  ==================================================
 dem.tif                float32    elevation (tile + 1-pixel halo)
-terrain.tif            float32    elevation, slope, aspect
-climate.tif            float64    maat, fdd, tdd (float64 so scenarios recompute them bit-exactly)
-ground_magt.tif        float32    magt
-ground_class.tif       uint8      class, stability
+terrain.tif            float32    elevation, slope, aspect, solar
+climate.tif            float64    maat, fdd, tdd, amplitude (float64 so scenarios recompute them bit-exactly)
+ground_magt.tif        float32    magt, alt, freeze_depth
+ground_class.tif       uint8      class, stability, probability, zone
 scenarios_magt.tif     float32    one band per ``<scenario>/<horizon>``
 scenarios_class.tif    uint8      one band per ``<scenario>/<horizon>``
 =====================  =========  ==================================================
@@ -88,9 +88,24 @@ def terrain_tile(config: dict, tile_dem_path, tile_id: str, out_path, threads: i
     dx, dy = core.row_cell_sizes_m()
     slope, aspect = terrain.slope_aspect(z, dx, dy)
     zc = z[HALO_PX:-HALO_PX, HALO_PX:-HALO_PX]
-    write_bands(out_path, np.stack([_f32(zc), _f32(slope), _f32(aspect)]), core, dtype="float32",
-                nodata=FLOAT_NODATA, descriptions=["elevation", "slope", "aspect"],
-                units=["m", "degree", "degree"], tags={"tile": tile_id}, threads=threads)
+    solar = solar_index(config, slope, aspect, core)
+    write_bands(out_path, np.stack([_f32(zc), _f32(slope), _f32(aspect), _f32(solar)]), core,
+                dtype="float32", nodata=FLOAT_NODATA,
+                descriptions=["elevation", "slope", "aspect", "solar"],
+                units=["m", "degree", "degree", "1"], tags={"tile": tile_id}, threads=threads)
+
+
+def solar_index(config: dict, slope, aspect, grid: Grid) -> np.ndarray:
+    """Thaw-season clear-sky solar exposure index of a block (:mod:`permamap.solar`)."""
+    from .solar import solar_exposure_index
+
+    sc = config["terrain"]["solar"]
+    doy = sc.get("doy_range")
+    return solar_exposure_index(
+        np.asarray(slope, np.float32), np.asarray(aspect, np.float32), grid.row_latitudes(),
+        doy_range=tuple(doy) if doy else None, transmissivity=sc["transmissivity"],
+        pressure_ratio=sc["pressure_ratio"], steps_per_day=sc["steps_per_day"],
+    )
 
 
 # -- climate --------------------------------------------------------------------------------
@@ -99,11 +114,12 @@ def terrain_tile(config: dict, tile_dem_path, tile_id: str, out_path, threads: i
 def climate_tile(config: dict, terrain_path, tile_id: str, out_path, threads: int = 2) -> None:
     grid, tile = _tile(config, tile_id)
     z = read_bands(terrain_path)[0]
-    maat, fdd, tdd = climate.compute_climate(z, climate.forcing_from_config(config),
-                                             grid=grid.subgrid(tile.window))
-    write_bands(out_path, np.stack([maat, fdd, tdd]), grid.subgrid(tile.window), dtype="float64",
-                nodata=np.nan, descriptions=["maat", "fdd", "tdd"],
-                units=["degC", "degC day", "degC day"], tags={"tile": tile_id}, threads=threads)
+    maat, fdd, tdd, amp = climate.compute_climate(z, climate.forcing_from_config(config),
+                                                  grid=grid.subgrid(tile.window))
+    write_bands(out_path, np.stack([maat, fdd, tdd, amp]), grid.subgrid(tile.window),
+                dtype="float64", nodata=np.nan, descriptions=["maat", "fdd", "tdd", "amplitude"],
+                units=["degC", "degC day", "degC day", "degC"], tags={"tile": tile_id},
+                threads=threads)
 
 
 # -- ground ---------------------------------------------------------------------------------
@@ -112,14 +128,20 @@ def climate_tile(config: dict, terrain_path, tile_id: str, out_path, threads: in
 def ground_tile(config: dict, terrain_path, climate_path, tile_id: str, out_magt, out_class,
                 threads: int = 2) -> None:
     grid, tile = _tile(config, tile_id)
-    z, slope, aspect = read_bands(terrain_path)
-    _, fdd, tdd = read_bands(climate_path)
-    magt, cls, stab = ground.compute_ground(config, z, slope, aspect, fdd, tdd)
     core = grid.subgrid(tile.window)
-    write_bands(out_magt, _f32(magt), core, dtype="float32", nodata=FLOAT_NODATA,
-                descriptions=["magt"], units=["degC"], tags={"tile": tile_id}, threads=threads)
-    write_bands(out_class, np.stack([cls, stab]), core, dtype="uint8", nodata=CLASS_NODATA,
-                descriptions=["class", "stability"], tags={"tile": tile_id}, threads=threads)
+    z, slope, aspect, solar = read_bands(terrain_path)
+    maat, fdd, tdd, amp = read_bands(climate_path)
+    magt, cls, stab = ground.compute_ground(config, z, slope, aspect, fdd, tdd, solar=solar)
+    alt, freeze = ground.active_layer(config, cls, fdd, tdd, solar=solar, maat=maat, amplitude=amp)
+    forcing = climate.forcing_from_config(config)
+    prob = ground.compute_probability(config, forcing, z, slope, aspect, solar=solar, grid=core)
+    zone = ground.ipa_zone(prob)
+    write_bands(out_magt, np.stack([_f32(magt), _f32(alt), _f32(freeze)]), core, dtype="float32",
+                nodata=FLOAT_NODATA, descriptions=["magt", "alt", "freeze_depth"],
+                units=["degC", "m", "m"], tags={"tile": tile_id}, threads=threads)
+    write_bands(out_class, np.stack([cls, stab, prob, zone]), core, dtype="uint8",
+                nodata=CLASS_NODATA, descriptions=["class", "stability", "probability", "zone"],
+                tags={"tile": tile_id}, threads=threads)
 
 
 # -- scenarios ------------------------------------------------------------------------------
@@ -141,13 +163,14 @@ def scenarios_tile(config: dict, terrain_path, tile_id: str, out_magt, out_class
     """All scenarios x horizons of one tile in one job (fused kernel per scenario)."""
     grid, tile = _tile(config, tile_id)
     core = grid.subgrid(tile.window)
-    z, slope, aspect = read_bands(terrain_path)
+    z, slope, aspect, solar = read_bands(terrain_path)
     magts, classes, labels = [], [], []
     for name in config["scenarios"]:
         scfg = cfgmod.scenario_config(config, name)
         forcing = climate.forcing_from_config(scfg)
         deltas = scenario_delta_fields(config, name, core)
-        m, c = ground.compute_scenarios(scfg, forcing, z, slope, aspect, deltas, grid=core)
+        m, c = ground.compute_scenarios(scfg, forcing, z, slope, aspect, deltas, grid=core,
+                                        solar=solar)
         magts.append(m)
         classes.append(c)
         labels += [band_label(name, h) for h in config["horizons"]]
@@ -219,5 +242,27 @@ def areas_table(config: dict, baseline_class, scenario_classes: dict, out_csv) -
                      area_km2=round(areas[code], 3),
                      share=round(areas[code] / total, 6) if total else 0.0)
             )
+    with atomic_path(out_csv) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+
+
+def lower_limit_table(config: dict, elevation, slope, aspect, baseline_class,
+                      scenario_classes: dict, out_csv) -> None:
+    """``tables/lower_limit_by_aspect.csv`` for the baseline and every scenario x horizon."""
+    import pandas as pd
+
+    from . import lower_limit as ll
+    from .rasterio_io import atomic_path
+
+    grid = Grid.from_config(config)
+    opts = config["lower_limit"]
+    entries = [("baseline", config["climate"]["baseline_year"], 0.0, baseline_class)]
+    for (s, h), p in scenario_classes.items():
+        entries.append((s, h, cfgmod.scenario_warming_c(config, s)[h], p))
+    rows = []
+    for scen, horizon, warming, path in entries:
+        hist = ll.Histograms(opts["band_m"])
+        ll.accumulate(hist, grid, elevation, slope, aspect, path, opts["flat_slope_deg"])
+        rows += ll.table_rows(hist, scen, horizon, warming)
     with atomic_path(out_csv) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)

@@ -53,13 +53,17 @@ def scenario_pairs():
 
 
 def all_outputs():
-    out = expand(f"{OUT}/terrain/{{p}}.tif", p=["elevation", "slope", "aspect"])
+    out = expand(f"{OUT}/terrain/{{p}}.tif", p=["elevation", "slope", "aspect", "solar"])
     out += expand(f"{OUT}/climate/{{p}}.tif", p=["maat", "fdd", "tdd"])
-    out += expand(f"{OUT}/baseline/{{p}}.tif", p=["magt", "class", "stability"])
+    out += expand(
+        f"{OUT}/baseline/{{p}}.tif",
+        p=["magt", "class", "stability", "alt", "freeze_depth", "probability", "zone"],
+    )
     out += [
         f"{OUT}/scenarios/{s}/{h}/{p}.tif" for s, h in scenario_pairs() for p in ("magt", "class")
     ]
     out.append(f"{OUT}/tables/areas.csv")
+    out.append(f"{OUT}/tables/lower_limit_by_aspect.csv")
     if config["output"]["figures"]:
         out += expand(
             f"{OUT}/figures/{{f}}.png",

@@ -8,12 +8,13 @@ rule mosaic_terrain:
         f"{OUT}/terrain/elevation.tif",
         f"{OUT}/terrain/slope.tif",
         f"{OUT}/terrain/aspect.tif",
+        f"{OUT}/terrain/solar.tif",
     log:
         f"logs/{RUN}/mosaic_terrain.log",
     params:
         step="mosaic",
-        bands=["elevation", "slope", "aspect"],
-        products=["elevation", "slope", "aspect"],
+        bands=["elevation", "slope", "aspect", "solar"],
+        products=["elevation", "slope", "aspect", "solar"],
         tags={},
     threads: THREADS
     resources:
@@ -54,12 +55,14 @@ rule mosaic_baseline_magt:
         tiles=tile_files("ground_magt.tif"),
     output:
         f"{OUT}/baseline/magt.tif",
+        f"{OUT}/baseline/alt.tif",
+        f"{OUT}/baseline/freeze_depth.tif",
     log:
         f"logs/{RUN}/mosaic_baseline_magt.log",
     params:
         step="mosaic",
-        bands=["magt"],
-        products=["magt"],
+        bands=["magt", "alt", "freeze_depth"],
+        products=["magt", "alt", "freeze_depth"],
         tags={"scenario": "baseline"},
     threads: THREADS
     resources:
@@ -77,12 +80,14 @@ rule mosaic_baseline_class:
     output:
         f"{OUT}/baseline/class.tif",
         f"{OUT}/baseline/stability.tif",
+        f"{OUT}/baseline/probability.tif",
+        f"{OUT}/baseline/zone.tif",
     log:
         f"logs/{RUN}/mosaic_baseline_class.log",
     params:
         step="mosaic",
-        bands=["class", "stability"],
-        products=["class", "stability"],
+        bands=["class", "stability", "probability", "zone"],
+        products=["class", "stability", "probability", "zone"],
         tags={"scenario": "baseline"},
     threads: THREADS
     resources:

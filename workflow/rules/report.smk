@@ -21,6 +21,29 @@ rule areas:
         STEP
 
 
+rule lower_limit:
+    input:
+        elevation=f"{OUT}/terrain/elevation.tif",
+        slope=f"{OUT}/terrain/slope.tif",
+        aspect=f"{OUT}/terrain/aspect.tif",
+        baseline=f"{OUT}/baseline/class.tif",
+        scenarios=[f"{OUT}/scenarios/{s}/{h}/class.tif" for s, h in scenario_pairs()],
+    output:
+        f"{OUT}/tables/lower_limit_by_aspect.csv",
+    log:
+        f"logs/{RUN}/lower_limit.log",
+    params:
+        step="lower_limit",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        STEP
+
+
 rule figures:
     input:
         elevation=f"{OUT}/terrain/elevation.tif",
