@@ -79,9 +79,10 @@ def test_bad_config_stops_before_any_job(repo, tmp_path):
 
 
 def _expected_rasters(cfg):
-    files = [f"terrain/{p}.tif" for p in ("elevation", "slope", "aspect")]
+    files = [f"terrain/{p}.tif" for p in ("elevation", "slope", "aspect", "solar")]
     files += [f"climate/{p}.tif" for p in ("maat", "fdd", "tdd")]
-    files += [f"baseline/{p}.tif" for p in ("magt", "class", "stability")]
+    files += [f"baseline/{p}.tif" for p in ("magt", "class", "stability", "alt", "freeze_depth",
+                                            "probability", "zone")]
     files += [f"scenarios/{s}/{h}/{p}.tif" for s in cfg["scenarios"] for h in cfg["horizons"]
               for p in ("magt", "class")]
     return files
@@ -102,8 +103,9 @@ def test_outputs_are_valid_cogs_with_contract(tiny_run):
             assert src.descriptions[0] and src.units[0]
             assert src.tags()["config_hash"] and src.tags()["permamap_version"]
             assert (src.width, src.height) == (72, 84)
-            if src.dtypes[0] == "uint8":
+            if src.tags()["product"] in ("class", "stability", "zone"):
                 assert src.colormap(1)[1][:3] != (0, 0, 0)
+                assert src.tags()["class_1"]
     for name in ("baseline_magt", "baseline_class", "baseline_stability", "scenarios_class"):
         png = out / "figures" / f"{name}.png"
         assert png.stat().st_size > 10_000
@@ -142,6 +144,21 @@ def test_area_table_sums_to_the_region_area(tiny_run):
     assert (np.diff(pf["area_km2"].to_numpy()) <= 0).all()
     assert pf["area_km2"].iloc[0] > pf["area_km2"].iloc[1] > 0
     assert pf["scenario"].iloc[0] == "baseline"
+
+
+def test_lower_limit_table(tiny_run):
+    work, cfg, _ = tiny_run
+    df = pd.read_csv(work / "results" / cfg["run"] / "tables" / "lower_limit_by_aspect.csv")
+    base = df[df.scenario == "baseline"].set_index("sector")
+    assert list(base.index) == ["flat", "N", "NE", "E", "SE", "S", "SW", "W", "NW"]
+    ok = base[base.status == "ok"]
+    assert len(ok) >= 1
+    # the limit lies inside the region's permafrost belt of the 9 km sample (3,400-4,200 m)
+    assert ok["lower_limit_m"].between(3400, 4200).all()
+    # warming raises the limit wherever both are defined
+    s = df[(df.scenario == "ssp245") & (df.horizon == 2050)].set_index("sector")
+    both = ok.index.intersection(s[s.status == "ok"].index)
+    assert (s.loc[both, "lower_limit_m"] > ok.loc[both, "lower_limit_m"]).all()
 
 
 def test_rerun_has_nothing_to_do(tiny_run):
