@@ -1,0 +1,567 @@
+"""Chunked processing of a tile in bounded memory with dask.
+
+A tile job never holds its tile whole. The tile is read lazily chunk by chunk (windowed reads),
+every chunk goes through the existing numba kernels, and every computed chunk is written to
+its window of a tiled GeoTIFF (written to a temporary name and renamed when complete,
+:func:`permamap.rasterio_io.atomic_path`). Peak memory is set by the chunk size, the thread
+count and GDAL's block cache, not by the tile size.
+
+* **Terrain** (3 x 3 Horn stencil): :func:`terrain_stack` runs ``dask.array.map_overlap`` with
+  depth = stencil radius (:data:`permamap.grid.HALO_PX` = 1) over the tile DEM, which already
+  carries a 1-pixel halo (``steps.tile_dem``). The haloed DEM is chunked as
+  ``(chunk + 1, chunk, ..., last + 1)`` so that, with ``boundary='none'``, every overlapped
+  block is exactly its output chunk plus one ring: the kernel sees the same 9 cells as on the
+  whole tile, and chunk seams are bit-identical to a one-chunk run.
+* **Per-pixel model** (:func:`model_stack`, ``map_blocks``): air temperature, degree-days,
+  MAGT, classes, active layer, Monte Carlo probability and every scenario x horizon, chunk by
+  chunk through the ``compute_*`` wrappers of :mod:`permamap.climate` and
+  :mod:`permamap.ground` (the numba kernels are not forked here). One task computes every
+  product of a chunk into a NumPy structured array; each product is a field of it, so all
+  products share one computation and are written from it.
+* **Geometry**: cell sizes and latitudes of a row are computed from the *region* grid's row
+  index (:func:`row_geometry`), never from a sub-grid's origin, so a row has the same bits in
+  every tile and chunk (``Grid.subgrid(...).row_latitudes()`` differs from the region's in the
+  last bits).
+* **Threads**: ``dask.config.set(scheduler='threads', num_workers=threads)``; the kernels are
+  ``nogil`` so chunks run in parallel; GDAL compresses with ``NUM_THREADS=threads``.
+* **Writing** (:func:`store`): one ``dask.array.store`` over every band of every output file,
+  so each chunk is computed once; a per-file lock serialises the windowed writes; GDAL's block
+  cache is capped (``blocks.gdal_cache_mb``) so dirty blocks are flushed (compressed) as they
+  complete. ``chunk_px`` should be a multiple of the 256-pixel GeoTIFF block.
+
+Backends (``blocks.backend``): ``dask`` (default) or ``numpy`` (the whole tile as one block in
+memory, no dask: the reference the dask path is tested against, bit for bit).
+
+The stage functions (:func:`terrain_tile`, :func:`climate_tile`, :func:`ground_tile`,
+:func:`scenarios_tile`) take the arguments of their :mod:`permamap.steps` namesakes and write
+the same files with the same bands; ``smk_*`` are their Snakemake adapters
+(``params: step="blocks:smk_terrain"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import dask
+import dask.array as da
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from . import climate, ground, terrain
+from .config import scenario_config, scenario_warming_c
+from .grid import HALO_PX, Grid, cell_size_m
+from .products import CLASS_NODATA, FLOAT_NODATA
+from .rasterio_io import atomic_path, gtiff_profile
+
+DEFAULT_CHUNK_PX = 1024
+DEFAULT_GDAL_CACHE_MB = 128
+BACKENDS = ("dask", "numpy")
+
+#: Bands of the terrain stack (and of the per-tile ``terrain.tif``).
+TERRAIN_BANDS = ("elevation", "slope", "aspect", "solar")
+TERRAIN_UNITS = ("m", "degree", "degree", "1")
+
+#: Parts of the per-pixel model that :func:`model_stack` can compute.
+PARTS = ("climate", "ground", "probability", "scenarios")
+
+
+# -- options --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    """Chunking options of a tile job (``blocks`` config section)."""
+
+    chunk_px: int = DEFAULT_CHUNK_PX
+    threads: int = 2
+    backend: str = "dask"
+    gdal_cache_mb: int = DEFAULT_GDAL_CACHE_MB
+    compress: str = "deflate"
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise ValueError(f"blocks backend {self.backend!r}: allowed {BACKENDS}")
+        if self.chunk_px < 1 or self.threads < 1:
+            raise ValueError(f"chunk_px={self.chunk_px} and threads={self.threads} must be >= 1")
+
+
+def options_from_config(config: dict, threads: int | None = None, **overrides) -> Options:
+    """:class:`Options` from ``config['blocks']`` (defaults when absent), ``compute.threads``
+    and ``output.compress``; keyword ``overrides`` win (e.g. ``chunk_px=7`` in tests)."""
+    b = config.get("blocks") or {}
+    opts = dict(
+        chunk_px=int(b.get("chunk_px", DEFAULT_CHUNK_PX)),
+        backend=b.get("backend", "dask"),
+        gdal_cache_mb=int(b.get("gdal_cache_mb", DEFAULT_GDAL_CACHE_MB)),
+        threads=int(threads if threads is not None else config.get("compute", {}).get("threads", 2)),
+        compress=config.get("output", {}).get("compress", "deflate"),
+    )
+    opts.update({k: v for k, v in overrides.items() if v is not None})
+    return Options(**opts)
+
+
+def job_mem_mb(chunk_px: int, threads: int, bytes_per_px: float, attempt: int = 1,
+               gdal_cache_mb: int = DEFAULT_GDAL_CACHE_MB, base_mb: int = 400) -> int:
+    """Memory request (MB) of a chunked tile job, independent of the tile size.
+
+    base (interpreter, numba, GDAL) + GDAL block cache + (threads + 2) chunks in flight x
+    ``bytes_per_px`` (all arrays a chunk task holds at once), times ``attempt`` for the part
+    that scales with chunks (a retry gets more)."""
+    in_flight = (threads + 2) * chunk_px * chunk_px * bytes_per_px / 1e6
+    return int(base_mb + gdal_cache_mb + in_flight * attempt)
+
+
+@contextlib.contextmanager
+def scheduler(threads: int):
+    """dask's threaded scheduler with ``threads`` workers (numba kernels release the GIL)."""
+    with dask.config.set(scheduler="threads", num_workers=int(threads)):
+        yield
+
+
+# -- geometry -------------------------------------------------------------------------------
+
+
+def row_geometry(grid: Grid, row_off: int, height: int):
+    """(latitude deg, dx m, dy m) of rows ``row_off .. row_off + height - 1`` of ``grid``.
+
+    Computed from the region grid's row index with the same expression as
+    ``Grid.row_latitudes``, so the bits of a row do not depend on the tile or chunk.
+    """
+    rows = np.arange(row_off, row_off + height)
+    lat = grid.north - (rows + 0.5) * grid.res_deg
+    dx, dy = cell_size_m(lat, grid.res_deg)
+    return lat, np.asarray(dx, np.float64), np.asarray(dy, np.float64)
+
+
+def halo_chunks(n: int, chunk: int, halo: int = HALO_PX) -> tuple[int, ...]:
+    """Chunks along an axis of ``n + 2 halo`` cells whose blocks, overlapped by ``halo`` with
+    ``boundary='none'``, are exactly output chunks of ``chunk`` cells plus the halo."""
+    out = output_chunks(n, chunk)
+    if len(out) == 1:
+        return (n + 2 * halo,)
+    return (out[0] + halo, *out[1:-1], out[-1] + halo)
+
+
+def output_chunks(n: int, chunk: int) -> tuple[int, ...]:
+    full, rest = divmod(n, chunk)
+    return tuple([chunk] * full + ([rest] if rest else [])) or (0,)
+
+
+# -- lazy input -----------------------------------------------------------------------------
+
+
+class RasterReader:
+    """Array-like view of bands of a GeoTIFF window for ``dask.array.from_array``.
+
+    Each read opens the file (thread-safe: no dataset handle is shared between threads) and
+    reads only the requested window; float nodata becomes NaN and data float64, as
+    :func:`permamap.rasterio_io.read_bands`.
+    """
+
+    def __init__(self, path, bands: Sequence[int] | None = None, window: Window | None = None):
+        self.path = str(path)
+        with rasterio.open(self.path) as src:
+            self.bands = list(bands) if bands else list(range(1, src.count + 1))
+            self.window = window or Window(0, 0, src.width, src.height)
+            self.nodata = src.nodata
+            src_dtype = np.dtype(src.dtypes[self.bands[0] - 1])
+        self.float = np.issubdtype(src_dtype, np.floating)
+        self.dtype = np.dtype(np.float64) if self.float else src_dtype
+        self.shape = (len(self.bands), int(self.window.height), int(self.window.width))
+        self.ndim = 3
+
+    def __getitem__(self, key):
+        key = tuple(key) + (slice(None),) * (3 - len(key))
+        bsl, rsl, csl = (k if isinstance(k, slice) else slice(k, k + 1) for k in key)
+        b0, b1, _ = bsl.indices(self.shape[0])
+        r0, r1, _ = rsl.indices(self.shape[1])
+        c0, c1, _ = csl.indices(self.shape[2])
+        win = Window(self.window.col_off + c0, self.window.row_off + r0, c1 - c0, r1 - r0)
+        with rasterio.open(self.path) as src:
+            data = src.read(self.bands[b0:b1], window=win)
+        if self.float:
+            data = data.astype(np.float64)
+            if self.nodata is not None and not np.isnan(self.nodata):
+                data[data == self.nodata] = np.nan
+        return data
+
+
+def lazy_raster(path, chunks, *, bands: Sequence[int] | None = None,
+                window: Window | None = None) -> da.Array:
+    """(bands, rows, cols) dask array of a raster, read window by window on demand.
+
+    ``chunks``: dask chunks of the (rows, cols) axes (an int or two tuples); bands form one
+    chunk.
+    """
+    reader = RasterReader(path, bands, window)
+    if isinstance(chunks, int):
+        chunks = (chunks, chunks)
+    meta = np.empty((0, 0, 0), reader.dtype)
+    return da.from_array(reader, chunks=((reader.shape[0],), *chunks), lock=False, asarray=False,
+                         meta=meta, name=f"read-{dask.base.tokenize(reader.path, reader.bands, reader.window)}")
+
+
+# -- terrain --------------------------------------------------------------------------------
+
+
+def _solar_block(config: dict, slope, aspect, lat_rows) -> np.ndarray:
+    """Solar exposure index of a block (same parameters as ``steps.solar_index``)."""
+    from .solar import solar_exposure_index
+
+    sc = config["terrain"]["solar"]
+    doy = sc.get("doy_range")
+    return solar_exposure_index(
+        np.asarray(slope, np.float32), np.asarray(aspect, np.float32), lat_rows,
+        doy_range=tuple(doy) if doy else None, transmissivity=sc["transmissivity"],
+        pressure_ratio=sc["pressure_ratio"], steps_per_day=sc["steps_per_day"],
+    )
+
+
+def terrain_block(z_halo: np.ndarray, r0: int, lat, dx, dy, config: dict | None) -> np.ndarray:
+    """(4, h, w) float32 [elevation, slope, aspect, solar] of a block with a 1-pixel halo whose
+    first output row is row ``r0`` of the per-row arrays ``lat``/``dx``/``dy`` (NaN nodata;
+    solar is 1.0 when ``config`` is None)."""
+    h, w = z_halo.shape[0] - 2 * HALO_PX, z_halo.shape[1] - 2 * HALO_PX
+    out = np.empty((4, h, w), np.float32)
+    slope, aspect = terrain.slope_aspect(z_halo, dx[r0 : r0 + h], dy[r0 : r0 + h])
+    out[0] = z_halo[HALO_PX:-HALO_PX, HALO_PX:-HALO_PX]
+    out[1] = slope
+    out[2] = aspect
+    if config is None:
+        out[3] = np.where(np.isnan(slope), np.nan, 1.0)
+    else:
+        out[3] = _solar_block(config, slope, aspect, lat[r0 : r0 + h])
+    return out
+
+
+def slope_aspect_dask(z_halo, dx_rows, dy_rows, chunk_px: int) -> da.Array:
+    """(2, ny, nx) float32 Horn slope and aspect of a haloed DEM (dask, ``map_overlap`` with
+    depth 1); ``dx_rows``/``dy_rows``: (ny,) cell sizes in metres (any grid, e.g. projected)."""
+    ny, nx = z_halo.shape[0] - 2 * HALO_PX, z_halo.shape[1] - 2 * HALO_PX
+    z = _as_halo_dask(z_halo, ny, nx, chunk_px)
+    dx_rows = np.asarray(dx_rows, np.float64)
+    dy_rows = np.asarray(dy_rows, np.float64)
+
+    def block(zb, block_info=None):
+        (r0, r1), _ = block_info[None]["array-location"][1:]
+        return np.stack(terrain.slope_aspect(zb, dx_rows[r0:r1], dy_rows[r0:r1]))
+
+    return da.map_overlap(block, z, depth=HALO_PX, boundary="none", trim=False, new_axis=0,
+                          chunks=((2,), output_chunks(ny, chunk_px), output_chunks(nx, chunk_px)),
+                          dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
+
+
+def _as_halo_dask(z_halo, ny: int, nx: int, chunk_px: int) -> da.Array:
+    chunks = (halo_chunks(ny, chunk_px), halo_chunks(nx, chunk_px))
+    if isinstance(z_halo, da.Array):
+        if z_halo.ndim == 3:
+            z_halo = z_halo[0]
+        return z_halo.rechunk(chunks) if z_halo.chunks != chunks else z_halo
+    return da.from_array(np.asarray(z_halo, np.float64), chunks=chunks)
+
+
+def terrain_stack(z_halo, config: dict | None, grid: Grid, window: Window, chunk_px: int,
+                  backend: str = "dask"):
+    """(4, ny, nx) float32 [elevation, slope, aspect, solar] of a tile.
+
+    ``z_halo``: the tile DEM with its 1-pixel halo ((ny + 2, nx + 2), NaN nodata; NumPy, or
+    dask as from :func:`lazy_raster`); ``grid``/``window``: the region grid and the tile's core
+    window in it. ``backend='numpy'`` computes the whole tile as one block (returns NumPy).
+    """
+    ny, nx = int(window.height), int(window.width)
+    lat, dx, dy = row_geometry(grid, int(window.row_off), ny)
+    if backend == "numpy":
+        z = np.asarray(z_halo[0] if getattr(z_halo, "ndim", 2) == 3 else z_halo, np.float64)
+        return terrain_block(z, 0, lat, dx, dy, config)
+    z = _as_halo_dask(z_halo, ny, nx, chunk_px)
+
+    def block(zb, block_info=None):
+        r0 = block_info[None]["array-location"][1][0]
+        return terrain_block(zb, r0, lat, dx, dy, config)
+
+    return da.map_overlap(block, z, depth=HALO_PX, boundary="none", trim=False, new_axis=0,
+                          chunks=((4,), output_chunks(ny, chunk_px), output_chunks(nx, chunk_px)),
+                          dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
+
+
+# -- per-pixel model ------------------------------------------------------------------------
+
+
+def scenario_list(config: dict) -> list[tuple[str, int, float]]:
+    """(scenario, horizon, warming C) in band order of the scenario tile files."""
+    out = []
+    for name in config["scenarios"]:
+        w = scenario_warming_c(config, name)
+        out += [(name, h, w[h]) for h in config["horizons"]]
+    return out
+
+
+def model_dtype(config: dict, parts: Sequence[str] = PARTS) -> np.dtype:
+    """Structured dtype of one pixel of :func:`model_stack` (one field per product)."""
+    fields = []
+    if "climate" in parts or "ground" in parts:
+        fields += [(n, "f8") for n in ("maat", "fdd", "tdd", "amplitude")]
+    if "ground" in parts:
+        fields += [("magt", "f4"), ("alt", "f4"), ("freeze_depth", "f4"), ("class", "u1"),
+                   ("stability", "u1")]
+    if "probability" in parts:
+        fields += [("probability", "u1"), ("zone", "u1")]
+    if "scenarios" in parts:
+        for k in range(len(scenario_list(config))):
+            fields += [(f"s{k}_magt", "f4"), (f"s{k}_class", "u1")]
+    return np.dtype(fields)
+
+
+def model_block(t: np.ndarray, config: dict, chunk_grid, parts: Sequence[str] = PARTS) -> np.ndarray:
+    """Every product of ``parts`` for a (4, h, w) terrain block, as a structured (h, w) array.
+
+    ``chunk_grid``: the block's grid (for gridded forcing fields). Calls the ``compute_*``
+    wrappers of :mod:`permamap.climate` / :mod:`permamap.ground` in the same order and with the
+    same inputs as :mod:`permamap.steps`.
+    """
+    h, w = t.shape[1:]
+    out = np.empty((h, w), model_dtype(config, parts))
+    z, slope, aspect, solar = (np.asarray(t[i], np.float64) for i in range(4))
+    forcing = climate.forcing_from_config(config)
+    if "climate" in parts or "ground" in parts:
+        maat, fdd, tdd, amp = climate.compute_climate(z, forcing, grid=chunk_grid)
+        out["maat"], out["fdd"], out["tdd"], out["amplitude"] = maat, fdd, tdd, amp
+    if "ground" in parts:
+        magt, cls, stab = ground.compute_ground(config, z, slope, aspect, fdd, tdd, solar=solar)
+        alt, freeze = ground.active_layer(config, cls, fdd, tdd, solar=solar, maat=maat, amplitude=amp)
+        out["magt"], out["alt"], out["freeze_depth"] = magt, alt, freeze
+        out["class"], out["stability"] = cls, stab
+    if "probability" in parts:
+        prob = ground.compute_probability(config, forcing, z, slope, aspect, solar=solar, grid=chunk_grid)
+        out["probability"], out["zone"] = prob, ground.ipa_zone(prob)
+    if "scenarios" in parts:
+        k = 0
+        for name in config["scenarios"]:
+            scfg = scenario_config(config, name)
+            warming = scenario_warming_c(config, name)
+            deltas = climate.uniform_delta_fields([warming[hz] for hz in config["horizons"]], (h, w))
+            m, c = ground.compute_scenarios(scfg, climate.forcing_from_config(scfg), z, slope,
+                                            aspect, deltas, grid=chunk_grid, solar=solar)
+            for i in range(len(m)):
+                out[f"s{k}_magt"], out[f"s{k}_class"] = m[i], c[i]
+                k += 1
+    return out
+
+
+def model_stack(terrain4, config: dict, grid: Grid, window: Window, chunk_px: int,
+                parts: Sequence[str] = PARTS, backend: str = "dask"):
+    """Structured (ny, nx) array of every product of ``parts`` (:func:`model_dtype`) from a
+    (4, ny, nx) terrain stack (:func:`terrain_stack` or the bands of ``terrain.tif``).
+
+    ``map_blocks``: one task per chunk computes all fields, so every product is computed once.
+    """
+    core = grid.subgrid(window)
+    dtype = model_dtype(config, parts)
+    if backend == "numpy":
+        return model_block(np.asarray(terrain4), config, core, parts)
+    ny, nx = int(window.height), int(window.width)
+    chunks = ((4,), output_chunks(ny, chunk_px), output_chunks(nx, chunk_px))
+    if not isinstance(terrain4, da.Array):
+        terrain4 = da.from_array(np.asarray(terrain4), chunks=chunks)
+    elif terrain4.chunks != chunks:
+        terrain4 = terrain4.rechunk(chunks)
+
+    def block(tb, block_info=None):
+        (r0, r1), (c0, c1) = block_info[None]["array-location"]
+        return model_block(tb, config, core.subgrid(Window(c0, r0, c1 - c0, r1 - r0)), parts)
+
+    return da.map_blocks(block, terrain4, drop_axis=0, dtype=dtype, meta=np.empty((0, 0), dtype))
+
+
+# -- chunk-wise writer ----------------------------------------------------------------------
+
+
+@dataclass
+class RasterOut:
+    """One output GeoTIFF: ``bands`` are (2-D array (NumPy or dask), description, unit)."""
+
+    path: object
+    grid: Grid
+    dtype: str
+    nodata: float
+    bands: list
+    tags: dict = field(default_factory=dict)
+    colormap: dict | None = None
+
+
+class _BandTarget:
+    """``target[rows, cols] = block`` writes a block to its window of one band (NaN -> nodata)."""
+
+    def __init__(self, dst, band: int, lock: threading.Lock, dtype: str, nodata):
+        self.dst, self.band, self.lock = dst, band, lock
+        self.dtype = np.dtype(dtype)
+        self.nodata = nodata
+        self.fill = np.issubdtype(self.dtype, np.floating) and nodata is not None and not np.isnan(nodata)
+
+    def __setitem__(self, key, block):
+        rs, cs = key
+        block = np.asarray(block)
+        if self.fill:
+            block = np.where(np.isnan(block), self.nodata, block)
+        block = block.astype(self.dtype, copy=False)
+        win = Window(cs.start, rs.start, cs.stop - cs.start, rs.stop - rs.start)
+        with self.lock:
+            self.dst.write(block, self.band, window=win)
+
+
+def store(outputs: Sequence[RasterOut], opts: Options) -> None:
+    """Write every band of every output chunk by chunk, atomically.
+
+    All bands go through one ``dask.array.store`` call, so chunk tasks shared by several bands
+    (e.g. the fields of :func:`model_stack`) are computed once and released after their blocks
+    are written. NumPy bands are written whole.
+    """
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=int(opts.gdal_cache_mb) * 1024 * 1024,
+                                         GDAL_NUM_THREADS=str(opts.threads)))
+        sources, targets = [], []
+        for o in outputs:
+            tmp = stack.enter_context(atomic_path(o.path))
+            profile = gtiff_profile(o.grid, len(o.bands), o.dtype, o.nodata, compress=opts.compress,
+                                    threads=opts.threads)
+            dst = stack.enter_context(rasterio.open(tmp, "w", **profile))
+            for i, (_, desc, _unit) in enumerate(o.bands, start=1):
+                dst.set_band_description(i, desc)
+            if any(u for _, _, u in o.bands):
+                dst.units = tuple(u or "" for _, _, u in o.bands)
+            if o.tags:
+                dst.update_tags(**{k: str(v) for k, v in o.tags.items()})
+            if o.colormap:
+                dst.write_colormap(1, o.colormap)
+            lock = threading.Lock()
+            for i, (arr, _, _) in enumerate(o.bands, start=1):
+                if arr.shape != (o.grid.height, o.grid.width):
+                    raise ValueError(f"{o.path}: band {i} has shape {arr.shape}, grid is "
+                                     f"{(o.grid.height, o.grid.width)}")
+                target = _BandTarget(dst, i, lock, o.dtype, o.nodata)
+                if isinstance(arr, da.Array):
+                    sources.append(arr)
+                    targets.append(target)
+                else:
+                    target[slice(0, arr.shape[0]), slice(0, arr.shape[1])] = arr
+        if sources:
+            with scheduler(opts.threads):
+                da.store(sources, targets, lock=False)
+
+
+# -- stages (same files as permamap.steps) -----------------------------------------------------
+
+
+def _tile(config: dict, tile_id: str):
+    grid = Grid.from_config(config)
+    for t in grid.tiles(config["tiles"]["size_px"]):
+        if t.id == tile_id:
+            return grid, t
+    raise KeyError(f"tile {tile_id!r} is not in this region's tiling")
+
+
+def _terrain_input(path, opts: Options, window: Window):
+    """The 4 bands of ``terrain.tif`` (lazy for dask, whole for numpy)."""
+    ny, nx = int(window.height), int(window.width)
+    if opts.backend == "numpy":
+        return RasterReader(path)[:, :, :]
+    return lazy_raster(path, (output_chunks(ny, opts.chunk_px), output_chunks(nx, opts.chunk_px)))
+
+
+def terrain_tile(config: dict, tile_dem_path, tile_id: str, out_path, threads: int = 2,
+                 **overrides) -> None:
+    """``terrain.tif`` (elevation, slope, aspect, solar; float32) of a tile, chunk-wise."""
+    opts = options_from_config(config, threads, **overrides)
+    grid, tile = _tile(config, tile_id)
+    core = grid.subgrid(tile.window)
+    ny, nx = int(tile.window.height), int(tile.window.width)
+    if opts.backend == "numpy":
+        z = RasterReader(tile_dem_path, [1])[:, :, :][0]
+    else:
+        z = lazy_raster(tile_dem_path, (halo_chunks(ny, opts.chunk_px), halo_chunks(nx, opts.chunk_px)),
+                        bands=[1])[0]
+    t = terrain_stack(z, config, grid, tile.window, opts.chunk_px, opts.backend)
+    store([RasterOut(out_path, core, "float32", FLOAT_NODATA,
+                     [(t[i], TERRAIN_BANDS[i], TERRAIN_UNITS[i]) for i in range(4)],
+                     tags={"tile": tile_id})], opts)
+
+
+def climate_tile(config: dict, terrain_path, tile_id: str, out_path, threads: int = 2,
+                 **overrides) -> None:
+    """``climate.tif`` (maat, fdd, tdd, amplitude; float64, NaN nodata) of a tile."""
+    opts = options_from_config(config, threads, **overrides)
+    grid, tile = _tile(config, tile_id)
+    m = model_stack(_terrain_input(terrain_path, opts, tile.window), config, grid, tile.window,
+                    opts.chunk_px, ("climate",), opts.backend)
+    names = ("maat", "fdd", "tdd", "amplitude")
+    units = ("degC", "degC day", "degC day", "degC")
+    store([RasterOut(out_path, grid.subgrid(tile.window), "float64", np.nan,
+                     [(m[n], n, u) for n, u in zip(names, units, strict=True)],
+                     tags={"tile": tile_id})], opts)
+
+
+def ground_tile(config: dict, terrain_path, climate_path, tile_id: str, out_magt, out_class,
+                threads: int = 2, **overrides) -> None:
+    """``ground_magt.tif`` (magt, alt, freeze_depth) and ``ground_class.tif`` (class,
+    stability, probability, zone) of a tile. The degree-days are recomputed per chunk from the
+    elevation (the same kernel on the same inputs gives the bits of ``climate.tif``), so
+    ``climate_path`` is accepted for signature parity with :func:`permamap.steps.ground_tile`
+    but not read."""
+    del climate_path
+    opts = options_from_config(config, threads, **overrides)
+    grid, tile = _tile(config, tile_id)
+    core = grid.subgrid(tile.window)
+    m = model_stack(_terrain_input(terrain_path, opts, tile.window), config, grid, tile.window,
+                    opts.chunk_px, ("ground", "probability"), opts.backend)
+    tags = {"tile": tile_id}
+    store([
+        RasterOut(out_magt, core, "float32", FLOAT_NODATA,
+                  [(m["magt"], "magt", "degC"), (m["alt"], "alt", "m"),
+                   (m["freeze_depth"], "freeze_depth", "m")], tags=tags),
+        RasterOut(out_class, core, "uint8", CLASS_NODATA,
+                  [(m[n], n, None) for n in ("class", "stability", "probability", "zone")], tags=tags),
+    ], opts)
+
+
+def scenarios_tile(config: dict, terrain_path, tile_id: str, out_magt, out_class,
+                   threads: int = 2, **overrides) -> None:
+    """``scenarios_magt.tif`` / ``scenarios_class.tif``: one band per ``<scenario>/<horizon>``."""
+    opts = options_from_config(config, threads, **overrides)
+    grid, tile = _tile(config, tile_id)
+    core = grid.subgrid(tile.window)
+    m = model_stack(_terrain_input(terrain_path, opts, tile.window), config, grid, tile.window,
+                    opts.chunk_px, ("scenarios",), opts.backend)
+    labels = [f"{s}/{h}" for s, h, _ in scenario_list(config)]
+    tags = {"tile": tile_id}
+    store([
+        RasterOut(out_magt, core, "float32", FLOAT_NODATA,
+                  [(m[f"s{k}_magt"], lab, "degC") for k, lab in enumerate(labels)], tags=tags),
+        RasterOut(out_class, core, "uint8", CLASS_NODATA,
+                  [(m[f"s{k}_class"], lab, None) for k, lab in enumerate(labels)], tags=tags),
+    ], opts)
+
+
+# -- Snakemake adapters (params: step="blocks:smk_<stage>") ------------------------------------
+
+
+def smk_terrain(smk) -> None:
+    terrain_tile(smk.config, smk.input.dem, smk.wildcards.tile, smk.output[0], threads=int(smk.threads))
+
+
+def smk_climate(smk) -> None:
+    climate_tile(smk.config, smk.input.terrain, smk.wildcards.tile, smk.output[0],
+                 threads=int(smk.threads))
+
+
+def smk_ground(smk) -> None:
+    ground_tile(smk.config, smk.input.terrain, smk.input.climate, smk.wildcards.tile,
+                smk.output.magt, smk.output.cls, threads=int(smk.threads))
+
+
+def smk_scenarios(smk) -> None:
+    scenarios_tile(smk.config, smk.input.terrain, smk.wildcards.tile, smk.output.magt,
+                   smk.output.cls, threads=int(smk.threads))
