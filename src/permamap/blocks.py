@@ -187,7 +187,9 @@ class RasterReader:
             data = data.astype(np.float64)
             if self.nodata is not None and not np.isnan(self.nodata):
                 data[data == self.nodata] = np.nan
-        return data
+        # integer indices drop their axis (dask fuses e.g. x[0] into the read)
+        squeeze = tuple(i for i, k in enumerate(key) if not isinstance(k, slice))
+        return data.squeeze(axis=squeeze) if squeeze else data
 
 
 def lazy_raster(path, chunks, *, bands: Sequence[int] | None = None,
