@@ -212,10 +212,107 @@ def uniform_delta_fields(warmings_c, shape) -> np.ndarray:
     return np.broadcast_to(w[:, None, None, None], (len(w), 12, *shape))
 
 
+def read_monthly_raster(path, *, what: str, count: int = 12):
+    """(data float64 (count, rows, cols) with NaN nodata, transform, crs) of a retrieved
+    raster (a ``resources/<run>/inputs/`` file); one readable error if it is missing or bad."""
+    from pathlib import Path
+
+    import rasterio
+
+    from .errors import InputDataError
+
+    path = Path(path)
+    if not path.exists():
+        raise InputDataError(
+            f"{what}: {path} does not exist; run the retrieve rules first (snakemake with this "
+            "config runs them) or check climate.source"
+        )
+    try:
+        with rasterio.open(path) as src:
+            if src.crs is None:
+                raise InputDataError(f"{what}: {path} has no CRS")
+            if src.count != count:
+                raise InputDataError(f"{what}: {path} has {src.count} band(s), expected {count}")
+            data = src.read(masked=True).astype(np.float64).filled(np.nan)
+            return data, src.transform, src.crs
+    except rasterio.errors.RasterioError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputDataError(f"{what}: {path} is not a readable raster ({first})") from None
+
+
+def resample_bilinear(data: np.ndarray, transform, crs, grid) -> np.ndarray:
+    """Bilinear resampling (GDAL) of a (bands, rows, cols) float64 array onto ``grid`` (a
+    :class:`~permamap.grid.Grid`), NaN where the source has no data. Bilinear interpolation
+    reproduces a field that is linear in longitude and latitude exactly."""
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
+    from .grid import CRS
+
+    out = np.full((data.shape[0], grid.height, grid.width), np.nan, np.float64)
+    reproject(np.ascontiguousarray(data, np.float64), out, src_transform=transform, src_crs=crs,
+              src_nodata=np.nan, dst_transform=grid.transform, dst_crs=CRS, dst_nodata=np.nan,
+              resampling=Resampling.bilinear)
+    return out
+
+
+class GridForcing:
+    """Reference monthly air temperature from a gridded climatology (``climate.source``
+    ``worldclim`` or ``chelsa``), retrieved by the ``retrieve_climate`` rule.
+
+    ``t_ref``: the 12 monthly means (C) of ``resources/<run>/inputs/climate_<source>_tavg.tif``;
+    ``z_ref``: the elevation (m) they are valid at, ``..._elev.tif``: WorldClim 2.1's own
+    ``elev`` grid, or for CHELSA V2.1 the region DEM averaged over each CHELSA cell (CHELSA's
+    GMTED2010 orography is not distributed; see :mod:`permamap.retrieve`). Both are resampled
+    bilinearly to the tile grid; the lapse-rate correction T = T_ref + lapse (z_ref - z) is then
+    the same as for a station.
+    """
+
+    def __init__(self, config: dict, tavg_path=None, elev_path=None):
+        clim = config["climate"]
+        if tavg_path is None or elev_path is None:
+            from .retrieve import climate_paths
+
+            paths = climate_paths(config)
+            tavg_path, elev_path = paths["tavg"], paths["elev"]
+        self.name = clim["source"]
+        self.lapse = lapse_rates_c_per_m(clim["lapse_rate_c_per_m"])
+        self.method = METHODS[clim.get("degree_days", "sinusoid")]
+        self._t, self._t_tr, self._t_crs = read_monthly_raster(
+            tavg_path, what=f"{self.name} monthly temperature")
+        z, self._z_tr, self._z_crs = read_monthly_raster(
+            elev_path, what=f"{self.name} elevation", count=1)
+        self._z = z
+
+    def fields(self, grid):
+        """(t_ref (12, ny, nx) float64 C, z_ref (ny, nx) float64 m) on ``grid`` (a tile's
+        :class:`~permamap.grid.Grid`), NaN where either has no data."""
+        if not hasattr(grid, "transform"):
+            raise TypeError("GridForcing.fields needs the tile's Grid (with a transform)")
+        t = resample_bilinear(self._t, self._t_tr, self._t_crs, grid)
+        z = resample_bilinear(self._z, self._z_tr, self._z_crs, grid)[0]
+        bad = ~np.isfinite(z) | ~np.isfinite(t).all(axis=0)
+        t[:, bad] = np.nan
+        z[bad] = np.nan
+        return t, z
+
+
+def delta_fields_from_rasters(paths, grid) -> np.ndarray:
+    """(n, 12, ny, nx) monthly warming (C) on ``grid`` from n 12-band delta rasters (bilinear;
+    NaN where a raster has no data)."""
+    out = np.empty((len(paths), 12, grid.height, grid.width), np.float64)
+    for i, p in enumerate(paths):
+        data, tr, crs = read_monthly_raster(p, what="CMIP6 warming delta")
+        out[i] = resample_bilinear(data, tr, crs, grid)
+    return out
+
+
 def forcing_from_config(config: dict):
     source = config["climate"]["source"]
     if source == "station":
         return StationForcing(config)
+    if source in ("worldclim", "chelsa"):
+        return GridForcing(config)
     raise NotImplementedError(f"climate.source {source!r}")
 
 

@@ -1,4 +1,6 @@
-"""Build the region DEM on the working grid (plus a halo), from the offline sample or a file.
+"""Build the region DEM on the working grid (plus a halo), from the offline sample, a file, or
+the Copernicus GLO-30/GLO-90 mosaic of the ``retrieve_dem`` rule (``dem.source: copernicus``,
+``resources/<run>/inputs/dem_copernicus_<product>.tif``, warped to the grid like a file).
 
 Offline sample (``dem.source: pvlib_sample``): pvlib ships a global 5-arc-minute altitude grid
 (``pvlib/data/Altitude.h5``, dataset ``Altitude``, 2160 x 4320 uint8; row 0 starts at 90 N and
@@ -136,6 +138,17 @@ def build_dem(config: dict, out_path: str | Path, *, threads: int = 2) -> None:
         src, transform = read_pvlib_window(*grid.bounds)
         z = _warp_to(grid, src, transform, CRS, method)
         source = f"pvlib {pvlib_altitude_path().name}"
+    elif dem_cfg["source"] == "copernicus":
+        from .retrieve import dem_path
+
+        path = Path(dem_path(config))
+        if not path.exists():
+            raise InputDataError(
+                f"Copernicus DEM mosaic {path} does not exist; run the retrieve_dem rule first "
+                "(snakemake with this config runs it)"
+            )
+        z = read_dem_file(path, grid, method)
+        source = f"Copernicus {dem_cfg['copernicus']['product']} DEM ({path.name})"
     else:
         z = read_dem_file(dem_cfg["path"], grid, method)
         source = str(dem_cfg["path"])

@@ -151,8 +151,16 @@ def scenario_delta_fields(config: dict, name: str, grid: Grid) -> np.ndarray:
     """(n_horizons, 12, ny, nx) monthly air warming (C) of scenario ``name`` on ``grid``.
 
     Uniform warming per horizon (``warming_c`` / ``trend_c_per_decade``) as zero-copy
-    broadcast arrays.
+    broadcast arrays; or, for a scenario with ``cmip6``, the 12-band monthly delta rasters of
+    the retrieve stage (``resources/<run>/inputs/cmip6_delta/<scenario>/<horizon>.tif``, the
+    WorldClim CMIP6 20-year period holding the horizon: 2050 -> 2041-2060, 2100 -> 2081-2100;
+    :func:`permamap.retrieve.cmip6_period`) resampled bilinearly to ``grid``.
     """
+    if config["scenarios"][name].get("cmip6"):
+        from .retrieve import cmip6_delta_path
+
+        paths = [cmip6_delta_path(config, name, h) for h in config["horizons"]]
+        return climate.delta_fields_from_rasters(paths, grid)
     warming = cfgmod.scenario_warming_c(config, name)
     return climate.uniform_delta_fields([warming[h] for h in config["horizons"]],
                                         (grid.height, grid.width))
