@@ -355,6 +355,12 @@ def test_columns_are_independent_and_deterministic():
     assert np.array_equal(all_cols.temperature_c[2], one.temperature_c[0])
     again = tr.run_columns(ts, None, grid, initial_temperature_c=t0)
     assert np.array_equal(again.magt_c, all_cols.magt_c)
+    # Per-column parameters equal separate runs with scalar parameters.
+    theta = np.array([0.1, 0.2, 0.3, 0.35])
+    mixed = tr.run_columns(ts, tr.ColumnParams(water_content=theta), grid, initial_temperature_c=t0)
+    single = tr.run_columns(ts[1:2], tr.ColumnParams(water_content=0.2), grid,
+                            initial_temperature_c=t0)
+    assert np.array_equal(mixed.magt_c[1], single.magt_c[0])
 
 
 # ------------------------------------------------------------------------------------------
@@ -389,6 +395,13 @@ def test_surface_forcing_helpers():
     full = tr.surface_temperature_daily(3, monthly_c=monthly[None], warming_c=1.0,
                                         n_thaw=1.0, n_freeze=1.0)
     assert full.shape == (1, 3 * 365)
+    # Piecewise-linear scenario trajectory through (year, warming) knots.
+    pw = tr.piecewise_warming_c(10, [0, 4, 8], np.array([[0.0, 1.0, 3.0]]))[0]
+    assert pw[2 * 365] == pytest.approx(0.5, abs=0.01)
+    assert pw[6 * 365] == pytest.approx(2.0, abs=0.01)
+    assert np.all(pw[8 * 365:] == 3.0)
+    assert np.allclose(tr.surface_temperature_daily(10, mean_c=0.0, amplitude_c=0.0,
+                                                    warming_daily_c=pw), pw)
 
 
 def test_bad_inputs_raise_config_error():

