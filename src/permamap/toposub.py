@@ -4,8 +4,8 @@ Running the transient ground model (:mod:`permamap.transient`) on every 30 m pix
 too slow. TopoSUB (Fiddes & Gruber 2012, Geosci. Model Dev. 5, 1245-1257,
 doi:10.5194/gmd-5-1245-2012) clusters the pixels by the variables that drive the model (here e.g.
 elevation, solar index, MAAT, FDD, TDD), runs the model once per cluster with the cluster's mean
-inputs, and maps the results back to the pixels: by cluster label ("lsm" in Fiddes & Gruber), or
-by inverse-distance weighting in feature space over the k nearest cluster centres. As the number
+inputs, and maps the results back to the pixels: by cluster label, or by inverse-distance
+weighting in feature space over the k nearest cluster centres. As the number
 of clusters grows the result converges to the per-pixel one (tested).
 
 * Features are standardised (z-scores over the valid pixels) and optionally weighted, then
@@ -261,7 +261,8 @@ def idw_to_pixels(
     chunk_pixels: int = 200_000,
 ) -> np.ndarray:
     """Inverse-distance weighting in standardised feature space over the ``k`` nearest cluster
-    centres (Fiddes & Gruber 2012, sec. 2.4 "3D" mapping):
+    centres: a smooth alternative to mapping by label, in the spirit of the membership-weighted
+    spatial mapping of Fiddes & Gruber (2012) (here plain inverse-distance weights):
 
         v(p) = sum_j w_j v_j / sum_j w_j,   w_j = 1 / d(p, c_j)^power
 

@@ -509,7 +509,8 @@ def kirchhoff_potential_w_per_m(
         U(T) = k_t T                                          for T >= T_f
         U(T) = k_t T_f + k_f (T - T_f) + (k_t - k_f) I(T)     for T <  T_f   (I as in enthalpy)
 
-    The heat flux is -dU/dz (Carslaw & Jaeger 1959, sec. 1.14), so in a periodic steady state the
+    The heat flux is -dU/dz (Kirchhoff transformation; Carslaw & Jaeger 1959, Conduction of
+    Heat in Solids), so in a periodic steady state the
     annual mean of U is linear in depth with slope q (the geothermal flux). At the permafrost
     table this is TTOP (Romanovsky & Osterkamp 1995, doi:10.1002/ppp.3430060405; Smith &
     Riseborough 2002, doi:10.1002/ppp.410): k_f TTOP = mean U(T_surface) for q = 0 and a sharp
@@ -539,7 +540,8 @@ class ColumnParams:
     * ``c_frozen_j_per_m3_k`` / ``c_thawed_j_per_m3_k``: None -> de Vries mixing
       (:func:`bulk_heat_capacity_j_per_m3_k`): 1.88e6 / 2.55e6 with the defaults.
     * ``k_frozen_w_per_m_k`` / ``k_thawed_w_per_m_k``: None -> geometric mean
-      (:func:`geometric_mean_conductivity_w_per_m_k`): 1.91 / 1.27 with the defaults.
+      (:func:`geometric_mean_conductivity_w_per_m_k`): 1.91 / 1.27 with the defaults. Between
+      them k follows the unfrozen fraction linearly (:func:`mixed_conductivity_w_per_m_k`).
     * ``freeze_onset_c`` -0.02 C and ``unfrozen_exponent`` 0.5: the power-law freezing
       characteristic (:func:`unfrozen_water_fraction`); f(-1 C) = 0.14, f(-5 C) = 0.063.
     * ``geothermal_flux_w_per_m2`` 0.06: continental China mean 61 +- 15.5 mW m-2 (Hu et al.
@@ -1135,7 +1137,7 @@ def steady_state_profile_c(
 
     With U = int k dT, the annual-mean heat flux -dU/dz equals minus the geothermal flux q at
     every depth in a periodic steady state, so mean U grows linearly with depth (Carslaw & Jaeger
-    1959, sec. 1.10; the TTOP relation of Smith & Riseborough 2002 is its value at the permafrost
+    1959; the TTOP relation of Smith & Riseborough 2002 is its value at the permafrost
     table). Below the depth of zero annual amplitude T is constant in time and T = U^-1(U_s + q z)
     holds exactly; above it this is the start point that :func:`spin_up` refines. Across a change
     of material T is continuous and U is re-based.
