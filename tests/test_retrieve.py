@@ -297,6 +297,40 @@ def test_cell_mean_elevation_of_a_plane_is_the_centre_value(tmp_path):
     assert z.mask[0].all() and z.mask[:, 0].all() and z.mask[-1].all() and z.mask[:, -1].all()
 
 
+def test_retrieve_chelsa_with_the_dem_cell_means(tmp_path, monkeypatch):
+    """climate.source chelsa: tas decoded to C, and z_ref = the region DEM averaged per cell."""
+    monkeypatch.chdir(tmp_path)
+    raw = xining_raw()
+    raw["region"].update(bbox=[101.2, 37.2, 101.4, 37.4], resolution_arcsec=6)
+    raw["climate"] = {"source": "chelsa", "baseline_year": 1995, "lapse_rate_c_per_m": 0.0056}
+    with hf.FixtureServer() as srv:
+        from permamap.sources import chelsa
+
+        for m in range(1, 13):
+            url = chelsa.month_url(m)
+            srv.add("/zhdk/" + url.removeprefix("https://os.zhdk.cloud.switch.ch/"),
+                    hf.chelsa_file(tmp_path, m))
+        raw["download"] = {"mirrors": {"https://os.zhdk.cloud.switch.ch/": srv.url + "/zhdk/"},
+                           "progress": False}
+        cfg = prepare(raw)
+        dem_tr = from_origin(101.1, 37.5, 6 / 3600, 6 / 3600)  # a DEM plane around the region
+        lon, lat = centres(dem_tr, 300, 300)
+        dem = hf.write_tif(tmp_path / "dem.tif", hf.dem_value(lon, lat).astype("float32"), dem_tr,
+                           nodata=-9999.0)
+        paths = retrieve.climate_paths(cfg)
+        retrieve.retrieve_climate_files(cfg, paths["tavg"], paths["elev"], str(dem))
+    t, tr, meta = _read(paths["tavg"])
+    clon, clat = centres(tr, meta.width, meta.height)
+    assert meta.count == 12
+    for m in range(12):  # stored as 0.1 K integers: within 0.05 C of the fixture field
+        np.testing.assert_allclose(t[m], hf.tavg_value(m + 1, clon, clat), atol=0.051)
+    z, tr_z, _ = _read(paths["elev"])
+    assert tr_z == tr  # the elevation grid is the CHELSA grid
+    np.testing.assert_allclose(z[0], hf.dem_value(clon, clat), atol=0.01)  # mean of a plane
+    forcing = climate.forcing_from_config(cfg)
+    assert isinstance(forcing, climate.GridForcing) and forcing.name == "chelsa"
+
+
 def test_local_reference_map_lands_on_the_working_grid(tmp_path, monkeypatch):
     """The NCDC/TPDC route: a class map on local disk, checked and resampled (nearest)."""
     monkeypatch.chdir(tmp_path)
