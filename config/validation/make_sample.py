@@ -61,7 +61,7 @@ def pvlib_elevation_at(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         max(lon.max(), POINT_BOX[2]) + 0.5,
         max(lat.max(), POINT_BOX[3]) + 0.5,
     )
-    col, row = ~tr * (lon, lat)
+    col, row = ~tr @ (lon, lat)
     return map_coordinates(z.astype(np.float64), [row - 0.5, col - 0.5], order=1, mode="nearest")
 
 
@@ -72,7 +72,7 @@ def make_reference(rng: np.random.Generator) -> Path:
     width, height = int(round((right - left) / RES_M)), int(round((top - bottom) / RES_M))
     transform = Affine(RES_M, 0.0, left, 0.0, -RES_M, top)
     cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-    x, y = transform * (cols, rows)
+    x, y = transform @ (cols, rows)
     lon, lat = Transformer.from_crs(CRS_REF, "EPSG:4326", always_xy=True).transform(x, y)
     z = pvlib_elevation_at(lon.ravel(), lat.ravel()).reshape(lon.shape)
     codes = np.where(z >= LOWER_LIMIT_M, PERMAFROST_CODE, SFG_CODE).astype(np.uint8)

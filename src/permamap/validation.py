@@ -564,6 +564,16 @@ def check_config(config: dict) -> list[str]:
     return notes
 
 
+def reference_files(entries: list[dict], name: str | None = None) -> list[str]:
+    """Local files (``path``, ``native_path``) of reference ``name`` (default: of all), for
+    Snakemake inputs; GDAL paths such as ``/vsizip/`` are left out."""
+    out = []
+    for e in entries:
+        if name is None or e["name"] == name:
+            out += [p for p in (e.get("path"), e.get("native_path")) if p and not _is_gdal_path(p)]
+    return out
+
+
 def reference_entry(config: dict, name: str) -> dict:
     for r in reference_entries(config)[0]:
         if r["name"] == name:
@@ -698,7 +708,7 @@ def native_pixel_areas_km2(transform, crs, rows: np.ndarray, cols: np.ndarray) -
     if crs.is_geographic:
         top = transform.f + rows * transform.e
         return cell_area_m2(top + transform.e, top, abs(transform.a)) / 1e6
-    x, y = transform * (cols + 0.5, rows + 0.5)
+    x, y = transform @ (cols + 0.5, rows + 0.5)
     lon, lat = Transformer.from_crs(crs, CRS, always_xy=True).transform(x, y)
     factors = Proj(crs.to_wkt()).get_factors(lon, lat)
     return abs(transform.a * transform.e) / np.asarray(factors.areal_scale) / 1e6
@@ -723,7 +733,7 @@ class _NativeAccumulator:
     def add(self, sub: Grid, ours: np.ndarray, pixel_area: np.ndarray) -> None:
         lon, lat = np.meshgrid(sub.col_longitudes(), sub.row_latitudes())
         x, y = self.to_native.transform(lon, lat)
-        col, row = self.inv * (np.asarray(x), np.asarray(y))
+        col, row = self.inv @ (np.asarray(x), np.asarray(y))
         col = np.floor(col).astype(np.int64)
         row = np.floor(row).astype(np.int64)
         k = self.index[ours]
@@ -741,7 +751,7 @@ class _NativeAccumulator:
         a = area[rows, cols]
         majority = np.asarray(self.labels)[np.argmax(a, axis=1)]  # ties -> first label
         pf = a[:, self.labels.index(PERMAFROST)] / valid_area[rows, cols]
-        x, y = self.native.transform * (cols + 0.5, rows + 0.5)
+        x, y = self.native.transform @ (cols + 0.5, rows + 0.5)
         from pyproj import Transformer
 
         lon, lat = Transformer.from_crs(self.native.crs, CRS, always_xy=True).transform(x, y)
@@ -1146,9 +1156,18 @@ def sample_raster(path, lon, lat) -> np.ndarray:
     if lon.size == 0:
         return out
     with rasterio.open(path) as src:
-        for i, v in enumerate(src.sample(zip(lon, lat, strict=True), indexes=1, masked=True)):
-            if not np.ma.getmaskarray(v)[0]:
-                out[i] = float(v[0])
+        if src.width * src.height > 64_000_000:  # large: one small read per point
+            for i, v in enumerate(src.sample(zip(lon, lat, strict=True), indexes=1, masked=True)):
+                if not np.ma.getmaskarray(v)[0]:
+                    out[i] = float(v[0])
+            return out
+        band = src.read(1, masked=True)
+        col, row = ~src.transform @ (lon, lat)
+        row = np.floor(row).astype(np.int64)
+        col = np.floor(col).astype(np.int64)
+        ok = (row >= 0) & (row < src.height) & (col >= 0) & (col < src.width)
+        vals = band[row[ok], col[ok]]
+        out[ok] = np.ma.filled(vals.astype(np.float64), np.nan)
     return out
 
 
@@ -1200,9 +1219,12 @@ def point_features(config: dict, lon, lat, z, slope, aspect, solar) -> np.ndarra
     return np.column_stack([np.asarray(c, np.float64).ravel() for c in cols] + [t_ref, z_ref])
 
 
-def model_from_features(config: dict, X: np.ndarray) -> dict:
+def model_from_features(config: dict, X: np.ndarray, active_layer: bool = True) -> dict:
     """The model (climate + ground + active layer of ``config``) at the points of a feature
-    matrix: dict of 1-D arrays ``maat``, ``fdd``, ``tdd``, ``magt``, ``cls``, ``alt``."""
+    matrix: dict of 1-D arrays ``maat``, ``fdd``, ``tdd``, ``magt``, ``cls`` and (with
+    ``active_layer``) ``alt``. It calls the public wrappers of the map stages
+    (:func:`permamap.climate.compute_climate`, :func:`permamap.ground.compute_ground`,
+    :func:`permamap.ground.active_layer`) on a 1 x n block of points."""
     from . import climate, ground
 
     X = np.asarray(X, np.float64)
@@ -1216,10 +1238,11 @@ def model_from_features(config: dict, X: np.ndarray) -> dict:
     )
     maat, fdd, tdd, amp = climate.compute_climate(z, forcing)
     magt, cls, _ = ground.compute_ground(config, z, slope, aspect, fdd, tdd, solar=solar)
-    alt, _ = ground.active_layer(config, cls, fdd, tdd, solar=solar, maat=maat, amplitude=amp)
-    return dict(
-        maat=maat[0], fdd=fdd[0], tdd=tdd[0], magt=magt[0], cls=cls[0], alt=np.asarray(alt)[0]
-    )
+    out = dict(maat=maat[0], fdd=fdd[0], tdd=tdd[0], magt=magt[0], cls=cls[0])
+    if active_layer:
+        alt, _ = ground.active_layer(config, cls, fdd, tdd, solar=solar, maat=maat, amplitude=amp)
+        out["alt"] = np.asarray(alt)[0]
+    return out
 
 
 def model_at_points(config: dict, lon, lat, z, slope, aspect, solar) -> dict:
@@ -1399,9 +1422,17 @@ def _synthetic_csv(path) -> bool:
 
 
 def summarize(
-    config: dict, reference_scores: dict, points_scores, calibration_scores, out_json, out_csv
+    config: dict,
+    reference_scores: dict,
+    points_scores,
+    calibration_scores,
+    out_json,
+    out_csv,
+    notes: list | None = None,
 ) -> dict:
-    """``validation/scores.json`` (everything) and ``validation/summary.csv`` (headline numbers)."""
+    """``validation/scores.json`` (everything: the per-part scores files, the published range,
+    notes on what was left out) and ``validation/summary.csv`` (one row per headline number:
+    part, name, scale, metric, value, n, published_low, published_high)."""
     refs = {name: json.loads(Path(p).read_text()) for name, p in reference_scores.items()}
     pts = json.loads(Path(points_scores).read_text()) if points_scores else None
     cal = json.loads(Path(calibration_scores).read_text()) if calibration_scores else None
@@ -1412,6 +1443,7 @@ def summarize(
         run=config["run"],
         synthetic_inputs=synthetic,
         published_range=PUBLISHED_RANGE,
+        notes=list(notes or []),
         references=refs,
         points=pts,
         calibration=cal,
@@ -1518,7 +1550,7 @@ def reference_step(smk) -> None:
 def points_step(smk) -> None:
     """Rule ``validate_points``."""
     config = smk.config
-    rasters = {k: getattr(smk.input, k) for k in POINT_RASTERS}
+    rasters = {k: getattr(smk.input, "cls" if k == "class" else k) for k in POINT_RASTERS}
     out = smk.output
     validate_points(
         config,
@@ -1532,8 +1564,10 @@ def points_step(smk) -> None:
 def summary_step(smk) -> None:
     """Rule ``validation_summary``."""
     config = smk.config
-    names = [r["name"] for r in config["validation"]["references"]]
+    names = [r["name"] for r in reference_entries(config)[0]]
     refs = dict(zip(names, list(smk.input.references), strict=True))
     pts = smk.input.points[0] if len(smk.input.points) else None
     cal = smk.input.calibration[0] if len(smk.input.calibration) else None
-    summarize(config, refs, pts, cal, smk.output.scores, smk.output.summary)
+    summarize(
+        config, refs, pts, cal, smk.output.scores, smk.output.summary, notes=list(smk.params.notes)
+    )
