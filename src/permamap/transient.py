@@ -189,7 +189,12 @@ def _props(t, cf, ct, kf, kt, lat, tf, b):
     if t >= tf:
         return ct * t + lat, ct, kt, kt * t
     u = t / tf
-    f = math.exp(-b * math.log(u))
+    if b == 0.5:  # fast paths for common exponents (same value, no log/exp)
+        f = 1.0 / math.sqrt(u)
+    elif b == 1.0:
+        f = 1.0 / u
+    else:
+        f = math.exp(-b * math.log(u))
     omb = 1.0 - b
     if abs(omb) > 1e-9:
         integ = tf * (u * f - 1.0) / omb
