@@ -7,7 +7,7 @@ CORES ?= 2
 CONFIG ?= config/config.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run dry-run test lint clean bench
+.PHONY: setup run dry-run test lint clean bench slurm-test
 
 setup: $(STAMP)
 
@@ -35,6 +35,12 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/benchmark.py
+
+# Runs the workflow through a real single-node SLURM started on this machine (root; installs
+# Debian's slurmctld/slurmd/slurm-client/munge) and compares with a local run. Not part of
+# `make test`: it needs root and apt, and takes minutes (see tests/slurm/run_slurm_test.sh).
+slurm-test: setup
+	bash tests/slurm/run_slurm_test.sh
 
 clean:
 	rm -rf results resources logs benchmarks .snakemake
