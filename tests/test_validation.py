@@ -6,6 +6,7 @@ on the working grid."""
 import copy
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -279,8 +280,133 @@ def test_compare_reference_end_to_end(raw_config, tmp_path):
     assert pixels.loc[pixels.used, "coverage"].min() >= 0.75
 
 
-def test_probability_reference_is_binary_with_threshold(raw_config, tmp_path):
+def test_reference_on_the_working_grid_uses_native_path_for_its_own_grid(raw_config, tmp_path):
+    # as the retrieve stage delivers them: the map resampled onto the working grid
+    from permamap.sources.reference import reproject_to_grid
+
+    polar = tmp_path / "ref3995.tif"
+    _polar_class_raster(polar, res_m=8000.0)
     grid = Grid.from_bbox(GRID_BBOX, 0.01)
+    on_grid = tmp_path / "ref_on_grid.tif"
+    arr = reproject_to_grid(
+        str(polar), ("EPSG:4326", grid.transform, grid.width, grid.height), kind="classes"
+    )
+    with rasterio.open(
+        on_grid,
+        "w",
+        driver="GTiff",
+        width=grid.width,
+        height=grid.height,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:4326",
+        transform=grid.transform,
+        nodata=255,
+    ) as d:
+        d.write(arr, 1)
+    classes = {"permafrost": [11], "seasonally_frozen": [12]}
+    ours = tmp_path / "class.tif"
+    _class_map(ours, grid)
+    for native, name in ((None, "a"), (str(polar), "b")):
+        entry = dict(name=name, path=str(on_grid), native_path=native, classes=classes)
+        config = _config(raw_config, tmp_path, references=[entry])
+        outs = {
+            k: tmp_path / name / k
+            for k in (
+                "disagreement",
+                "confusion",
+                "confusion_reference_grid",
+                "areas",
+                "reference_pixels",
+                "scores",
+            )
+        }
+        s = val.compare_reference(config, config["validation"]["references"][0], ours, outs)
+        assert s["working_grid"]["overall_accuracy"] > 0.98
+        if native is None:
+            assert "not coarser" in s["reference_grid"]["skipped"]
+            assert "note" in pd.read_csv(outs["confusion_reference_grid"]).columns
+        else:
+            assert s["reference_grid"]["crs"] == "EPSG:3995"
+            assert s["reference_grid"]["overall_accuracy"] > 0.97
+
+
+def test_retrieved_obu_map_is_compared_on_its_own_grid(raw_config, tmp_path, monkeypatch):
+    # the retrieve stage leaves the Obu et al. 2019 zip in <cache_dir>/obu2019/ and the map on
+    # the working grid in resources/<run>/reference/; validation uses both
+    import zipfile
+
+    from permamap.sources.reference import OBU_PRODUCTS, reproject_to_grid
+
+    monkeypatch.chdir(tmp_path)
+    polar = tmp_path / "perprob.tif"
+    tr, codes = _polar_class_raster(polar, res_m=8000.0)
+    prob = np.where(codes == 11, 0.9, np.where(codes == 12, 0.1, np.nan)).astype("float32")
+    with rasterio.open(
+        polar,
+        "w",
+        driver="GTiff",
+        width=codes.shape[1],
+        height=codes.shape[0],
+        count=1,
+        dtype="float32",
+        crs="EPSG:3995",
+        transform=tr,
+        nodata=np.nan,
+    ) as d:
+        d.write(prob, 1)
+    name = OBU_PRODUCTS["perprob"]["name"]
+    (tmp_path / "cache" / "obu2019").mkdir(parents=True)
+    with zipfile.ZipFile(tmp_path / "cache" / "obu2019" / f"{name}.zip", "w") as z:
+        z.write(polar, f"{name}/{name}.tif")
+    raw = copy.deepcopy(raw_config)
+    raw["reference"] = {"obu2019": {"products": ["perprob"]}}
+    raw["download"] = {"cache_dir": "cache", "offline": True}
+    config = _config(raw, tmp_path, references=[])
+    (entry,) = val.reference_entries(config)[0]
+    assert entry["name"] == "obu2019_perprob" and entry["kind"] == "probability"
+    grid = Grid.from_config(config)
+    on_grid = reproject_to_grid(
+        str(polar), ("EPSG:4326", grid.transform, grid.width, grid.height), kind="continuous"
+    )
+    Path(entry["path"]).parent.mkdir(parents=True)
+    with rasterio.open(
+        entry["path"],
+        "w",
+        driver="GTiff",
+        width=grid.width,
+        height=grid.height,
+        count=1,
+        dtype="float32",
+        crs="EPSG:4326",
+        transform=grid.transform,
+        nodata=np.nan,
+    ) as d:
+        d.write(on_grid, 1)
+    assert val.native_path(config, entry).startswith("/vsizip/")
+    ours = tmp_path / "class.tif"
+    _class_map(ours, grid)
+    outs = {
+        k: tmp_path / "v" / k
+        for k in (
+            "disagreement",
+            "confusion",
+            "confusion_reference_grid",
+            "areas",
+            "reference_pixels",
+            "scores",
+        )
+    }
+    s = val.compare_reference(config, entry, ours, outs)
+    assert s["comparison"].startswith("binary")
+    assert s["reference_grid"]["crs"] == "EPSG:3995"
+    assert s["reference_grid"]["pixel_size"] == [8000.0, 8000.0]
+    assert s["working_grid"]["overall_accuracy"] > 0.97
+    assert s["reference_grid"]["permafrost_fraction"]["rmse"] == pytest.approx(0.1, abs=0.03)
+
+
+def test_probability_reference_is_binary_with_threshold(raw_config, tmp_path):
+    grid = Grid.from_bbox(GRID_BBOX, 0.05)  # a geographic reference 5 x coarser than ours
     prob = tmp_path / "prob.tif"
     lon = np.broadcast_to(grid.col_longitudes()[None, :], (grid.height, grid.width))
     values = np.where(lon < 101.0, 80.0, 20.0).astype("float32")  # percent, like ESA CCI PFR

@@ -649,12 +649,9 @@ def calibrate(config: dict, points_path, rasters: dict, outputs: dict) -> dict:
             set(spatial_blocks(samples["lon"], samples["lat"], float(cal["block_size_km"]), grid))
         )
     )
-    synthetic = (
-        bool(points_path and is_synthetic(points_path))
-        or any(is_synthetic(e["path"]) for e in reference_entries(config)[0])
-        if target == "presence"
-        else bool(points_path and is_synthetic(points_path))
-    )
+    synthetic = bool(points_path and is_synthetic(points_path))
+    if target == "presence":
+        synthetic = synthetic or any(is_synthetic(e["path"]) for e in reference_entries(config)[0])
     base = dict(
         status="ok",
         target=target,

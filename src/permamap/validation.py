@@ -613,8 +613,8 @@ def native_path(config: dict, entry: dict) -> str | None:
 class NativeReference:
     """The reference's own grid over our region: values (window), transform, CRS."""
 
-    values: np.ndarray  # native values, float64 with NaN nodata (classes: codes as floats)
-    codes: np.ndarray  # mapped to our codes, uint8, 255 nodata
+    values: np.ndarray | None  # native values: float64, NaN nodata (classes: uint8 codes)
+    codes: np.ndarray | None  # mapped to our codes, uint8, 255 nodata
     transform: object
     crs: object
     bounds: tuple  # (left, bottom, right, top) of the whole file in its CRS
@@ -622,9 +622,13 @@ class NativeReference:
     tags: dict
 
 
-def open_reference(spec: ReferenceSpec, grid: Grid, path: str | None = None) -> NativeReference:
+def open_reference(
+    spec: ReferenceSpec, grid: Grid, path: str | None = None, read: bool = True
+) -> NativeReference:
     """Read the window over ``grid`` of the reference file ``path`` (default ``spec.path``)
-    at the file's own resolution, with checks.
+    at the file's own resolution, with checks. ``read=False``: only the checks that need no
+    pixels (``values`` and ``codes`` are then None); class maps are always read, for the code
+    check.
 
     Errors (one line each): file missing or unreadable, no CRS (and no ``crs`` in the config),
     no overlap with the region, class codes not named in the config, a float file given as
@@ -660,10 +664,13 @@ def open_reference(spec: ReferenceSpec, grid: Grid, path: str | None = None) -> 
                     f"{what}: covers lon/lat ({wb[0]:.2f}, {wb[1]:.2f}, {wb[2]:.2f}, {wb[3]:.2f}), "
                     f"which does not overlap the region {list(grid.bounds)}"
                 ) from None
-            data = src.read(spec.band, window=win, masked=True)
             transform = src.window_transform(win)
             tags = src.tags()
             bounds = tuple(src.bounds)
+            synthetic = str(tags.get("synthetic", "")).lower() in ("1", "true", "yes")
+            if not read and spec.kind != "classes":
+                return NativeReference(None, None, transform, crs, bounds, synthetic, tags)
+            data = src.read(spec.band, window=win, masked=True)
     except rasterio.errors.RasterioError as exc:
         raise unreadable(what, exc) from None
     mask = np.ma.getmaskarray(data)
@@ -677,10 +684,11 @@ def open_reference(spec: ReferenceSpec, grid: Grid, path: str | None = None) -> 
                 f"validation.references[{spec.name}].classes (a class, or ignore) after checking "
                 "the map's legend"
             )
-    values = np.where(mask, np.nan, raw.astype(np.float64))
     if spec.kind == "classes":
         codes = spec.lut[np.where(mask, CLASS_NODATA, raw).astype(np.uint8)]
+        values = np.where(mask, 0, raw).astype(np.uint8)  # the reference's own codes (0 = nodata)
     else:
+        values = np.where(mask, np.nan, raw.astype(np.float64))
         if spec.kind == "magt":
             fin = values[np.isfinite(values)]
             if fin.size and np.nanmedian(fin) > 150:
@@ -689,7 +697,6 @@ def open_reference(spec: ReferenceSpec, grid: Grid, path: str | None = None) -> 
                     "kelvin; a MAGT reference must be in C"
                 )
         codes = spec.map_codes(values)
-    synthetic = str(tags.get("synthetic", "")).lower() in ("1", "true", "yes")
     return NativeReference(values, codes, transform, crs, bounds, synthetic, tags)
 
 
@@ -826,9 +833,11 @@ def compare_reference(
     """
     grid = Grid.from_config(config)
     spec = reference_spec(entry)
-    working = open_reference(spec, grid)  # the file compared on the working grid (checks it)
     native_file = spec.native_path or native_path(config, entry)
+    # the file compared on the working grid (checked; read only when it is the native one too)
+    working = open_reference(spec, grid, read=native_file is None)
     native = open_reference(spec, grid, native_file) if native_file else working
+    skip_native = _not_coarser(native, grid)
     labels = spec.labels
     L = len(labels)
     index = np.full(256, -1, np.int64)
@@ -837,7 +846,7 @@ def compare_reference(
     cm = np.zeros((L, L))
     n_compared = 0
     row_area = grid.row_pixel_areas_km2()
-    acc = _NativeAccumulator(native, labels)
+    acc = None if skip_native else _NativeAccumulator(native, labels)
     from .sources.reference import reproject_to_grid
 
     dis_path = Path(outputs["disagreement"])
@@ -886,7 +895,8 @@ def compare_reference(
                     cm += np.bincount(flat, weights=w, minlength=L * L).reshape(L, L)
                     n_compared += int(valid.sum())
                     dst.write(disagreement_codes(ref, ours), 1, window=win)
-                    acc.add(sub, ours, area)
+                    if acc is not None:
+                        acc.add(sub, ours, area)
                 dst.set_band_description(1, DISAGREEMENT.description)
                 dst.units = (DISAGREEMENT.units,)
                 dst.update_tags(**tags)
@@ -905,6 +915,10 @@ def compare_reference(
             p.unlink(missing_ok=True)
 
     # -- on the reference's own grid
+    if acc is None:
+        return _finish_without_native(
+            config, spec, entry, working, cm, n_compared, labels, comparison, outputs, skip_native
+        )
     pixels = acc.result()
     pixels["used"] = pixels["coverage"] >= spec.min_coverage
     used = pixels[pixels["used"]]
@@ -1006,6 +1020,79 @@ def compare_reference(
         scores["working_grid"]["kappa"],
         scores["reference_grid"]["overall_accuracy"],
         scores["reference_grid"]["kappa"],
+    )
+    return scores
+
+
+def _not_coarser(native: NativeReference, grid: Grid) -> str:
+    """A note when the reference's pixels are not at least twice as large (in ground area) as
+    ours, so that its own grid adds nothing to the working-grid comparison; else ''."""
+    h, w = native.codes.shape
+    ref_km2 = float(
+        native_pixel_areas_km2(
+            native.transform, native.crs, np.array([h // 2]), np.array([w // 2])
+        )[0]
+    )
+    ours_km2 = float(grid.row_pixel_areas_km2()[grid.height // 2])
+    if ref_km2 >= 2.0 * ours_km2:
+        return ""
+    return (
+        f"the reference's pixels ({ref_km2:.3g} km2) are not coarser than the working "
+        f"grid's ({ours_km2:.3g} km2), so the comparison on its own grid is the working-grid "
+        "comparison; give native_path for the map at its own resolution"
+    )
+
+
+def _finish_without_native(
+    config, spec, entry, working, cm, n_compared, labels, comparison, outputs, note
+) -> dict:
+    """Tables and scores when the reference-grid comparison is skipped (see _not_coarser)."""
+    write_csv(outputs["confusion"], _confusion_frame(cm, labels))
+    write_csv(outputs["confusion_reference_grid"], pd.DataFrame({"note": [note]}))
+    rows = []
+    for rec in class_table(cm, labels):
+        rows.append(
+            {
+                "scale": "working_grid",
+                "class_code": rec["class_code"],
+                "class_name": rec["class_name"],
+                "reference_km2": round(rec["reference"], 4),
+                "ours_km2": round(rec["ours"], 4),
+                "ours_fraction_km2": round(rec["ours"], 4),
+                "difference_km2": round(rec["difference"], 4),
+                "reference_share": rec["reference_share"],
+                "ours_share": rec["ours_share"],
+                "producer_accuracy": rec["producer_accuracy"],
+                "user_accuracy": rec["user_accuracy"],
+            }
+        )
+    write_csv(outputs["areas"], pd.DataFrame(rows))
+    write_csv(outputs["reference_pixels"], pd.DataFrame({"note": [note]}))
+    scores = dict(
+        name=spec.name,
+        label=spec.label,
+        path=spec.path,
+        kind=spec.kind,
+        comparison=comparison,
+        synthetic_reference=working.synthetic,
+        reference_grid_file=spec.native_path or spec.path,
+        threshold=spec.threshold if spec.kind != "classes" else None,
+        working_grid=dict(
+            resolution_arcsec=config["region"]["resolution_arcsec"],
+            n_pixels=n_compared,
+            area_km2=float(cm.sum()),
+            **_without_total(scores_from_confusion(cm, labels)),
+            classes=class_table(cm, labels),
+        ),
+        reference_grid=dict(skipped=note),
+    )
+    write_json(outputs["scores"], scores)
+    log.info(
+        "reference %s: working grid OA %.3f kappa %.3f; %s",
+        spec.name,
+        scores["working_grid"]["overall_accuracy"],
+        scores["working_grid"]["kappa"],
+        note,
     )
     return scores
 

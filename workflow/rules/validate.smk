@@ -45,6 +45,8 @@ if VAL_REFS:
             scores=f"{VAL}/reference_{{ref}}/scores.json",
         log:
             f"logs/{RUN}/validation/reference_{{ref}}.log",
+        benchmark:
+            f"benchmarks/{RUN}/validation/reference_{{ref}}.tsv"
         wildcard_constraints:
             ref="|".join(VAL_REF_NAMES),
         params:
@@ -105,6 +107,8 @@ if VAL_CALIBRATE:
             scores=f"{VAL}/calibration/scores.json",
         log:
             f"logs/{RUN}/validation/calibrate.log",
+        benchmark:
+            f"benchmarks/{RUN}/validation/calibrate.tsv"
         params:
             step="calibration:calibrate_step",
         threads: 1
