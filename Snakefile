@@ -19,6 +19,7 @@ include: "workflow/rules/scenarios.smk"
 include: "workflow/rules/retrieve.smk"
 include: "workflow/rules/mosaic.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/deliverables.smk"
 include: "workflow/rules/validate.smk"
 
 

@@ -6,7 +6,12 @@ rule areas:
         baseline=f"{OUT}/baseline/class.tif",
         scenarios=[f"{OUT}/scenarios/{s}/{h}/class.tif" for s, h in scenario_pairs()],
     output:
-        f"{OUT}/tables/areas.csv",
+        report(
+            f"{OUT}/tables/areas.csv",
+            caption="../report/areas_table.rst",
+            category="3. Scenarios",
+            subcategory="Tables",
+        ),
     log:
         f"logs/{RUN}/areas.log",
     params:
@@ -29,7 +34,12 @@ rule lower_limit:
         baseline=f"{OUT}/baseline/class.tif",
         scenarios=[f"{OUT}/scenarios/{s}/{h}/class.tif" for s, h in scenario_pairs()],
     output:
-        f"{OUT}/tables/lower_limit_by_aspect.csv",
+        report(
+            f"{OUT}/tables/lower_limit_by_aspect.csv",
+            caption="../report/lower_limit_table.rst",
+            category="3. Scenarios",
+            subcategory="Tables",
+        ),
     log:
         f"logs/{RUN}/lower_limit.log",
     params:
@@ -52,10 +62,34 @@ rule figures:
         stability=f"{OUT}/baseline/stability.tif",
         scenarios=[f"{OUT}/scenarios/{s}/{h}/class.tif" for s, h in scenario_pairs()],
     output:
-        magt=f"{OUT}/figures/baseline_magt.png",
-        cls=f"{OUT}/figures/baseline_class.png",
-        stability=f"{OUT}/figures/baseline_stability.png",
-        panel=f"{OUT}/figures/scenarios_class.png",
+        magt=report(
+            f"{OUT}/figures/baseline_magt.png",
+            caption="../report/baseline_magt.rst",
+            category="1. Baseline",
+            subcategory="Maps",
+            labels={"map": "magt"},
+        ),
+        cls=report(
+            f"{OUT}/figures/baseline_class.png",
+            caption="../report/baseline_class.rst",
+            category="1. Baseline",
+            subcategory="Maps",
+            labels={"map": "class"},
+        ),
+        stability=report(
+            f"{OUT}/figures/baseline_stability.png",
+            caption="../report/baseline_stability.rst",
+            category="1. Baseline",
+            subcategory="Maps",
+            labels={"map": "stability"},
+        ),
+        panel=report(
+            f"{OUT}/figures/scenarios_class.png",
+            caption="../report/scenarios_class.rst",
+            category="3. Scenarios",
+            subcategory="Comparison panel",
+            labels={"figure": "ground class, all scenarios"},
+        ),
     log:
         f"logs/{RUN}/figures.log",
     params:
