@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-
 from conftest import tiny_raw_config
+
 from permamap import blocks, steps
 from permamap.config import prepare
 from permamap.errors import ConfigError
@@ -39,15 +39,21 @@ BBOX = (101.0, 36.6, 101.4, 37.0)  # 48 x 48 px at 30": Daban Shan north of Xini
 def _bits(a):
     """Raw bits, so NaN == NaN and -0.0 != 0.0: 'bit-identical' means exactly that."""
     a = np.ascontiguousarray(a)
-    return a.view(np.uint64 if a.dtype.itemsize == 8 else np.uint32 if a.dtype.itemsize == 4 else np.uint8)
+    return a.view(
+        np.uint64 if a.dtype.itemsize == 8 else np.uint32 if a.dtype.itemsize == 4 else np.uint8
+    )
 
 
 def _synthetic_dem(grid: Grid) -> np.ndarray:
     """Ridges and valleys from 2,600 to 4,700 m (across the ~3,650 m permafrost limit) with
     nodata holes on tile seams and at the region edge."""
     rows, cols = np.mgrid[0 : grid.height, 0 : grid.width].astype(np.float64)
-    z = (3650.0 + 800.0 * np.sin(rows / 5.3) * np.cos(cols / 7.1) + 250.0 * np.sin((rows + 2 * cols) / 3.7)
-         + 4.0 * cols)
+    z = (
+        3650.0
+        + 800.0 * np.sin(rows / 5.3) * np.cos(cols / 7.1)
+        + 250.0 * np.sin((rows + 2 * cols) / 3.7)
+        + 4.0 * cols
+    )
     z[15:19, 20:23] = np.nan  # straddles the seam at row 17 (tile 16 + 1 halo row)
     z[30:33, 0:2] = np.nan  # at the west edge
     return z
@@ -57,7 +63,6 @@ def _synthetic_dem(grid: Grid) -> np.ndarray:
 def region(tmp_path_factory):
     """A prepared tiny config (48 x 48 px) and its haloed region DEM on disk."""
     import yaml
-
     from conftest import REPO
 
     raw = yaml.safe_load((REPO / "config/config.yaml").read_text())
@@ -67,8 +72,15 @@ def region(tmp_path_factory):
     grid = Grid.from_config(cfg)
     big = grid.expanded(HALO_PX)
     z = _synthetic_dem(big)
-    write_bands(d / "dem.tif", np.where(np.isnan(z), FLOAT_NODATA, z).astype(np.float32), big,
-                dtype="float32", nodata=FLOAT_NODATA, descriptions=["elevation"], units=["m"])
+    write_bands(
+        d / "dem.tif",
+        np.where(np.isnan(z), FLOAT_NODATA, z).astype(np.float32),
+        big,
+        dtype="float32",
+        nodata=FLOAT_NODATA,
+        descriptions=["elevation"],
+        units=["m"],
+    )
     return cfg, d
 
 
@@ -78,7 +90,9 @@ def _run_tile(cfg, d, tile_id, tag, **kw):
     out.mkdir(parents=True, exist_ok=True)
     steps.tile_dem(cfg, d / "dem.tif", tile_id, out / "dem.tif")
     blocks.terrain_tile(cfg, out / "dem.tif", tile_id, out / "terrain.tif", **kw)
-    blocks.ground_tile(cfg, out / "terrain.tif", None, tile_id, out / "gm.tif", out / "gc.tif", **kw)
+    blocks.ground_tile(
+        cfg, out / "terrain.tif", None, tile_id, out / "gm.tif", out / "gc.tif", **kw
+    )
     blocks.scenarios_tile(cfg, out / "terrain.tif", tile_id, out / "sm.tif", out / "sc.tif", **kw)
     return {k: out / f"{k}.tif" for k in ("terrain", "gm", "gc", "sm", "sc")}
 
@@ -99,8 +113,10 @@ def _region_arrays(cfg, files_by_tile):
 
 def test_tile_seams_are_bit_identical_to_one_tile(region):
     cfg, d = region
-    tiled = {t.id: _run_tile(cfg, d, t.id, "tiled", chunk_px=7)
-             for t in Grid.from_config(cfg).tiles(cfg["tiles"]["size_px"])}
+    tiled = {
+        t.id: _run_tile(cfg, d, t.id, "tiled", chunk_px=7)
+        for t in Grid.from_config(cfg).tiles(cfg["tiles"]["size_px"])
+    }
     assert len(tiled) == 9
     one = copy.deepcopy(cfg)
     one["tiles"]["size_px"] = 64
@@ -138,8 +154,11 @@ def test_chunks_and_threads_match_whole_tile(region, reference_tile, chunk_px, t
     ref, _ = reference_tile
     got = _run_tile(cfg, d, "r01c01", f"c{chunk_px}t{threads}", chunk_px=chunk_px, threads=threads)
     for k in ref:
-        np.testing.assert_array_equal(_bits(read_bands(got[k], fill_nan=False)),
-                                      _bits(read_bands(ref[k], fill_nan=False)), err_msg=k)
+        np.testing.assert_array_equal(
+            _bits(read_bands(got[k], fill_nan=False)),
+            _bits(read_bands(ref[k], fill_nan=False)),
+            err_msg=k,
+        )
 
 
 def test_blocks_writes_what_the_in_memory_steps_write(region, reference_tile):
@@ -148,13 +167,19 @@ def test_blocks_writes_what_the_in_memory_steps_write(region, reference_tile):
     ref, st = reference_tile
     for k in ref:
         with rasterio.open(ref[k]) as a, rasterio.open(st[k]) as b:
-            assert (a.count, a.dtypes, a.nodata, a.descriptions) == (b.count, b.dtypes, b.nodata, b.descriptions), k
+            assert (a.count, a.dtypes, a.nodata, a.descriptions) == (
+                b.count,
+                b.dtypes,
+                b.nodata,
+                b.descriptions,
+            ), k
             assert a.transform == b.transform and a.crs == b.crs
             np.testing.assert_array_equal(_bits(a.read()), _bits(b.read()), err_msg=k)
-    cfg2 = cfg
-    blocks.climate_tile(cfg2, st["terrain"], "r01c01", d / "climate_blk.tif", chunk_px=5)
-    np.testing.assert_array_equal(_bits(read_bands(d / "climate_blk.tif", fill_nan=False)),
-                                  _bits(read_bands(d / "steps" / "climate.tif", fill_nan=False)))
+    blocks.climate_tile(cfg, st["terrain"], "r01c01", d / "climate_blk.tif", chunk_px=5)
+    np.testing.assert_array_equal(
+        _bits(read_bands(d / "climate_blk.tif", fill_nan=False)),
+        _bits(read_bands(d / "steps" / "climate.tif", fill_nan=False)),
+    )
 
 
 def test_plane_on_non_square_projected_cells():
@@ -173,24 +198,36 @@ def test_plane_on_non_square_projected_cells():
 def _gdaldem(tmp_path, z, dx, dy):
     """gdaldem slope and aspect (Horn) of ``z`` on a UTM 47N grid with dx x dy m cells."""
     ny, nx = z.shape
-    profile = dict(driver="GTiff", width=nx, height=ny, count=1, dtype="float32", crs="EPSG:32647",
-                   transform=Affine(dx, 0, 400000.0, 0, -dy, 4060000.0))
+    profile = dict(
+        driver="GTiff",
+        width=nx,
+        height=ny,
+        count=1,
+        dtype="float32",
+        crs="EPSG:32647",
+        transform=Affine(dx, 0, 400000.0, 0, -dy, 4060000.0),
+    )
     dem = tmp_path / f"dem_{dx}_{dy}.tif"
     with rasterio.open(dem, "w", **profile) as dst:
         dst.write(z.astype(np.float32), 1)
     out = []
     for what in ("slope", "aspect"):
         path = tmp_path / f"{what}_{dx}_{dy}.tif"
-        subprocess.run(["gdaldem", what, "-q", "-alg", "Horn", str(dem), str(path)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["gdaldem", what, "-q", "-alg", "Horn", str(dem), str(path)],
+            check=True,
+            capture_output=True,
+        )
         with rasterio.open(path) as src:
             out.append(src.read(1)[1:-1, 1:-1])
     return out
 
 
-@pytest.mark.skipif(shutil.which("gdaldem") is None,
-                    reason="gdaldem not on PATH (Debian: apt-get install --no-install-recommends "
-                           "gdal-bin); CI machines may lack it")
+@pytest.mark.skipif(
+    shutil.which("gdaldem") is None,
+    reason="gdaldem not on PATH (Debian: apt-get install --no-install-recommends "
+    "gdal-bin); CI machines may lack it",
+)
 def test_slope_aspect_match_gdaldem_on_projected_grid(tmp_path):
     """Horn (1981) slope and aspect vs GDAL's ``gdaldem`` on a projected (UTM 47N) DEM.
 
@@ -203,12 +240,19 @@ def test_slope_aspect_match_gdaldem_on_projected_grid(tmp_path):
     rng = np.random.default_rng(7)
     ny, nx = 60, 70
     r, c = np.mgrid[0:ny, 0:nx].astype(np.float64)
-    z = (3000 + 400 * np.sin(r / 6.0) * np.cos(c / 8.0) + 3.0 * c + 2.0 * r
-         + rng.normal(0, 2.0, (ny, nx)))
+    z = (
+        3000
+        + 400 * np.sin(r / 6.0) * np.cos(c / 8.0)
+        + 3.0 * c
+        + 2.0 * r
+        + rng.normal(0, 2.0, (ny, nx))
+    )
     z = z.astype(np.float32).astype(np.float64)
     for dx, dy in ((25.0, 30.0), (30.0, 30.0)):
         g_slope, g_aspect = _gdaldem(tmp_path, z, dx, dy)
-        sa = blocks.slope_aspect_dask(z, np.full(ny - 2, dx), np.full(ny - 2, dy), chunk_px=9).compute()
+        sa = blocks.slope_aspect_dask(
+            z, np.full(ny - 2, dx), np.full(ny - 2, dy), chunk_px=9
+        ).compute()
         np.testing.assert_allclose(sa[0], g_slope, atol=2e-3)
         if dx == dy:
             steep = sa[0] > 1.0
@@ -226,11 +270,15 @@ def test_failed_chunk_leaves_no_output(tmp_path):
             raise RuntimeError("boom")
         return x
 
-    arr = da.zeros((grid.height, grid.width), chunks=16, dtype=np.float32).map_blocks(block, dtype=np.float32)
+    arr = da.zeros((grid.height, grid.width), chunks=16, dtype=np.float32).map_blocks(
+        block, dtype=np.float32
+    )
     out = tmp_path / "x.tif"
     with pytest.raises(RuntimeError, match="boom"):
-        blocks.store([blocks.RasterOut(out, grid, "float32", FLOAT_NODATA, [(arr, "x", "m")])],
-                     blocks.Options(threads=2))
+        blocks.store(
+            [blocks.RasterOut(out, grid, "float32", FLOAT_NODATA, [(arr, "x", "m")])],
+            blocks.Options(threads=2),
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -240,10 +288,27 @@ def test_chunk_writer_matches_whole_array_write(tmp_path):
     rng = np.random.default_rng(3)
     a = rng.normal(size=(300, 300)).astype(np.float32)
     a[10:20, 40:45] = np.nan
-    blocks.store([blocks.RasterOut(tmp_path / "c.tif", grid, "float32", FLOAT_NODATA,
-                                   [(da.from_array(a, chunks=37), "x", "m")])], blocks.Options())
-    write_bands(tmp_path / "w.tif", np.where(np.isnan(a), FLOAT_NODATA, a), grid, dtype="float32",
-                nodata=FLOAT_NODATA, descriptions=["x"], units=["m"])
+    blocks.store(
+        [
+            blocks.RasterOut(
+                tmp_path / "c.tif",
+                grid,
+                "float32",
+                FLOAT_NODATA,
+                [(da.from_array(a, chunks=37), "x", "m")],
+            )
+        ],
+        blocks.Options(),
+    )
+    write_bands(
+        tmp_path / "w.tif",
+        np.where(np.isnan(a), FLOAT_NODATA, a),
+        grid,
+        dtype="float32",
+        nodata=FLOAT_NODATA,
+        descriptions=["x"],
+        units=["m"],
+    )
     with rasterio.open(tmp_path / "c.tif") as c, rasterio.open(tmp_path / "w.tif") as w:
         assert c.profile == w.profile and c.units == ("m",)
         np.testing.assert_array_equal(c.read(), w.read())

@@ -57,7 +57,7 @@ from .grid import HALO_PX, Grid, cell_size_m
 from .products import CLASS_NODATA, FLOAT_NODATA
 from .rasterio_io import atomic_path, gtiff_profile
 
-DEFAULT_CHUNK_PX = 1024
+DEFAULT_CHUNK_PX = 512
 DEFAULT_GDAL_CACHE_MB = 128
 #: ZSTD/DEFLATE level of the per-tile files: level 1 writes float32 about 4x faster than
 #: GDAL's default ZSTD level 9 for about 3 % larger files (measured, bench/README.md).
@@ -102,15 +102,23 @@ def options_from_config(config: dict, threads: int | None = None, **overrides) -
         backend=b.get("backend", "dask"),
         gdal_cache_mb=int(b.get("gdal_cache_mb", DEFAULT_GDAL_CACHE_MB)),
         compress_level=b.get("compress_level", DEFAULT_COMPRESS_LEVEL),
-        threads=int(threads if threads is not None else config.get("compute", {}).get("threads", 2)),
+        threads=int(
+            threads if threads is not None else config.get("compute", {}).get("threads", 2)
+        ),
         compress=config.get("output", {}).get("compress", "deflate"),
     )
     opts.update({k: v for k, v in overrides.items() if v is not None})
     return Options(**opts)
 
 
-def job_mem_mb(chunk_px: int, threads: int, bytes_per_px: float, attempt: int = 1,
-               gdal_cache_mb: int = DEFAULT_GDAL_CACHE_MB, base_mb: int = 400) -> int:
+def job_mem_mb(
+    chunk_px: int,
+    threads: int,
+    bytes_per_px: float,
+    attempt: int = 1,
+    gdal_cache_mb: int = DEFAULT_GDAL_CACHE_MB,
+    base_mb: int = 400,
+) -> int:
     """Memory request (MB) of a chunked tile job, independent of the tile size.
 
     base (interpreter, numba, GDAL) + GDAL block cache + (threads + 2) chunks in flight x
@@ -197,8 +205,9 @@ class RasterReader:
         return data.squeeze(axis=squeeze) if squeeze else data
 
 
-def lazy_raster(path, chunks, *, bands: Sequence[int] | None = None,
-                window: Window | None = None) -> da.Array:
+def lazy_raster(
+    path, chunks, *, bands: Sequence[int] | None = None, window: Window | None = None
+) -> da.Array:
     """(bands, rows, cols) dask array of a raster, read window by window on demand.
 
     ``chunks``: dask chunks of the (rows, cols) axes (an int or two tuples); bands form one
@@ -208,8 +217,14 @@ def lazy_raster(path, chunks, *, bands: Sequence[int] | None = None,
     if isinstance(chunks, int):
         chunks = (chunks, chunks)
     meta = np.empty((0, 0, 0), reader.dtype)
-    return da.from_array(reader, chunks=((reader.shape[0],), *chunks), lock=False, asarray=False,
-                         meta=meta, name=f"read-{dask.base.tokenize(reader.path, reader.bands, reader.window)}")
+    return da.from_array(
+        reader,
+        chunks=((reader.shape[0],), *chunks),
+        lock=False,
+        asarray=False,
+        meta=meta,
+        name=f"read-{dask.base.tokenize(reader.path, reader.bands, reader.window)}",
+    )
 
 
 # -- terrain --------------------------------------------------------------------------------
@@ -222,9 +237,13 @@ def _solar_block(config: dict, slope, aspect, lat_rows) -> np.ndarray:
     sc = config["terrain"]["solar"]
     doy = sc.get("doy_range")
     return solar_exposure_index(
-        np.asarray(slope, np.float32), np.asarray(aspect, np.float32), lat_rows,
-        doy_range=tuple(doy) if doy else None, transmissivity=sc["transmissivity"],
-        pressure_ratio=sc["pressure_ratio"], steps_per_day=sc["steps_per_day"],
+        np.asarray(slope, np.float32),
+        np.asarray(aspect, np.float32),
+        lat_rows,
+        doy_range=tuple(doy) if doy else None,
+        transmissivity=sc["transmissivity"],
+        pressure_ratio=sc["pressure_ratio"],
+        steps_per_day=sc["steps_per_day"],
     )
 
 
@@ -257,9 +276,17 @@ def slope_aspect_dask(z_halo, dx_rows, dy_rows, chunk_px: int) -> da.Array:
         (r0, r1), _ = block_info[None]["array-location"][1:]
         return np.stack(terrain.slope_aspect(zb, dx_rows[r0:r1], dy_rows[r0:r1]))
 
-    return da.map_overlap(block, z, depth=HALO_PX, boundary="none", trim=False, new_axis=0,
-                          chunks=((2,), output_chunks(ny, chunk_px), output_chunks(nx, chunk_px)),
-                          dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
+    return da.map_overlap(
+        block,
+        z,
+        depth=HALO_PX,
+        boundary="none",
+        trim=False,
+        new_axis=0,
+        chunks=((2,), output_chunks(ny, chunk_px), output_chunks(nx, chunk_px)),
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), np.float32),
+    )
 
 
 def _as_halo_dask(z_halo, ny: int, nx: int, chunk_px: int) -> da.Array:
@@ -271,8 +298,9 @@ def _as_halo_dask(z_halo, ny: int, nx: int, chunk_px: int) -> da.Array:
     return da.from_array(np.asarray(z_halo, np.float64), chunks=chunks)
 
 
-def terrain_stack(z_halo, config: dict | None, grid: Grid, window: Window, chunk_px: int,
-                  backend: str = "dask"):
+def terrain_stack(
+    z_halo, config: dict | None, grid: Grid, window: Window, chunk_px: int, backend: str = "dask"
+):
     """(4, ny, nx) float32 [elevation, slope, aspect, solar] of a tile.
 
     ``z_halo``: the tile DEM with its 1-pixel halo ((ny + 2, nx + 2), NaN nodata; NumPy, or
@@ -290,9 +318,17 @@ def terrain_stack(z_halo, config: dict | None, grid: Grid, window: Window, chunk
         r0 = block_info[None]["array-location"][1][0]
         return terrain_block(zb, r0, lat, dx, dy, config)
 
-    return da.map_overlap(block, z, depth=HALO_PX, boundary="none", trim=False, new_axis=0,
-                          chunks=((4,), output_chunks(ny, chunk_px), output_chunks(nx, chunk_px)),
-                          dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
+    return da.map_overlap(
+        block,
+        z,
+        depth=HALO_PX,
+        boundary="none",
+        trim=False,
+        new_axis=0,
+        chunks=((4,), output_chunks(ny, chunk_px), output_chunks(nx, chunk_px)),
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), np.float32),
+    )
 
 
 # -- per-pixel model ------------------------------------------------------------------------
@@ -310,7 +346,7 @@ def scenario_list(config: dict) -> list[tuple[str, int, float]]:
 def model_dtype(config: dict, parts: Sequence[str] = PARTS) -> np.dtype:
     """Structured dtype of one pixel of :func:`model_stack` (one field per product)."""
     fields = []
-    if {"climate", "ground", "active_layer"} & set(parts):
+    if "climate" in parts:
         fields += [(n, "f8") for n in ("maat", "fdd", "tdd", "amplitude")]
     if "ground" in parts:
         fields += [("magt", "f4"), ("class", "u1"), ("stability", "u1")]
@@ -324,7 +360,9 @@ def model_dtype(config: dict, parts: Sequence[str] = PARTS) -> np.dtype:
     return np.dtype(fields)
 
 
-def model_block(t: np.ndarray, config: dict, chunk_grid, parts: Sequence[str] = PARTS) -> np.ndarray:
+def model_block(
+    t: np.ndarray, config: dict, chunk_grid, parts: Sequence[str] = PARTS
+) -> np.ndarray:
     """Every product of ``parts`` for a (4, h, w) terrain block, as a structured (h, w) array.
 
     ``chunk_grid``: the block's grid (for gridded forcing fields). Calls the ``compute_*``
@@ -337,33 +375,54 @@ def model_block(t: np.ndarray, config: dict, chunk_grid, parts: Sequence[str] = 
     forcing = climate.forcing_from_config(config)
     if {"climate", "ground", "active_layer"} & set(parts):
         maat, fdd, tdd, amp = climate.compute_climate(z, forcing, grid=chunk_grid)
-        out["maat"], out["fdd"], out["tdd"], out["amplitude"] = maat, fdd, tdd, amp
+        if "climate" in parts:
+            out["maat"], out["fdd"], out["tdd"], out["amplitude"] = maat, fdd, tdd, amp
     if {"ground", "active_layer"} & set(parts):
         magt, cls, stab = ground.compute_ground(config, z, slope, aspect, fdd, tdd, solar=solar)
         if "ground" in parts:
             out["magt"], out["class"], out["stability"] = magt, cls, stab
     if "active_layer" in parts:
-        out["alt"], out["freeze_depth"] = ground.active_layer(config, cls, fdd, tdd, solar=solar,
-                                                              maat=maat, amplitude=amp)
+        out["alt"], out["freeze_depth"] = ground.active_layer(
+            config, cls, fdd, tdd, solar=solar, maat=maat, amplitude=amp
+        )
     if "probability" in parts:
-        prob = ground.compute_probability(config, forcing, z, slope, aspect, solar=solar, grid=chunk_grid)
+        prob = ground.compute_probability(
+            config, forcing, z, slope, aspect, solar=solar, grid=chunk_grid
+        )
         out["probability"], out["zone"] = prob, ground.ipa_zone(prob)
     if "scenarios" in parts:
         k = 0
         for name in config["scenarios"]:
             scfg = scenario_config(config, name)
             warming = scenario_warming_c(config, name)
-            deltas = climate.uniform_delta_fields([warming[hz] for hz in config["horizons"]], (h, w))
-            m, c = ground.compute_scenarios(scfg, climate.forcing_from_config(scfg), z, slope,
-                                            aspect, deltas, grid=chunk_grid, solar=solar)
+            deltas = climate.uniform_delta_fields(
+                [warming[hz] for hz in config["horizons"]], (h, w)
+            )
+            m, c = ground.compute_scenarios(
+                scfg,
+                climate.forcing_from_config(scfg),
+                z,
+                slope,
+                aspect,
+                deltas,
+                grid=chunk_grid,
+                solar=solar,
+            )
             for i in range(len(m)):
                 out[f"s{k}_magt"], out[f"s{k}_class"] = m[i], c[i]
                 k += 1
     return out
 
 
-def model_stack(terrain4, config: dict, grid: Grid, window: Window, chunk_px: int,
-                parts: Sequence[str] = PARTS, backend: str = "dask"):
+def model_stack(
+    terrain4,
+    config: dict,
+    grid: Grid,
+    window: Window,
+    chunk_px: int,
+    parts: Sequence[str] = PARTS,
+    backend: str = "dask",
+):
     """Structured (ny, nx) array of every product of ``parts`` (:func:`model_dtype`) from a
     (4, ny, nx) terrain stack (:func:`terrain_stack` or the bands of ``terrain.tif``).
 
@@ -410,7 +469,9 @@ class _BandTarget:
         self.dst, self.band, self.lock = dst, band, lock
         self.dtype = np.dtype(dtype)
         self.nodata = nodata
-        self.fill = np.issubdtype(self.dtype, np.floating) and nodata is not None and not np.isnan(nodata)
+        self.fill = (
+            np.issubdtype(self.dtype, np.floating) and nodata is not None and not np.isnan(nodata)
+        )
 
     def __setitem__(self, key, block):
         rs, cs = key
@@ -431,15 +492,27 @@ def store(outputs: Sequence[RasterOut], opts: Options) -> None:
     are written. NumPy bands are written whole.
     """
     with contextlib.ExitStack() as stack:
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=int(opts.gdal_cache_mb) * 1024 * 1024,
-                                         GDAL_NUM_THREADS=str(opts.threads)))
+        stack.enter_context(
+            rasterio.Env(
+                GDAL_CACHEMAX=int(opts.gdal_cache_mb) * 1024 * 1024,
+                GDAL_NUM_THREADS=str(opts.threads),
+            )
+        )
         sources, targets = [], []
         for o in outputs:
             tmp = stack.enter_context(atomic_path(o.path))
-            profile = gtiff_profile(o.grid, len(o.bands), o.dtype, o.nodata, compress=opts.compress,
-                                    threads=opts.threads)
+            profile = gtiff_profile(
+                o.grid,
+                len(o.bands),
+                o.dtype,
+                o.nodata,
+                compress=opts.compress,
+                threads=opts.threads,
+            )
             if opts.compress_level is not None and opts.compress.lower() in ("zstd", "deflate"):
-                profile["zstd_level" if opts.compress.lower() == "zstd" else "zlevel"] = int(opts.compress_level)
+                profile["zstd_level" if opts.compress.lower() == "zstd" else "zlevel"] = int(
+                    opts.compress_level
+                )
             dst = stack.enter_context(rasterio.open(tmp, "w", **profile))
             for i, (_, desc, _unit) in enumerate(o.bands, start=1):
                 dst.set_band_description(i, desc)
@@ -452,8 +525,10 @@ def store(outputs: Sequence[RasterOut], opts: Options) -> None:
             lock = threading.Lock()
             for i, (arr, _, _) in enumerate(o.bands, start=1):
                 if arr.shape != (o.grid.height, o.grid.width):
-                    raise ValueError(f"{o.path}: band {i} has shape {arr.shape}, grid is "
-                                     f"{(o.grid.height, o.grid.width)}")
+                    raise ValueError(
+                        f"{o.path}: band {i} has shape {arr.shape}, grid is "
+                        f"{(o.grid.height, o.grid.width)}"
+                    )
                 target = _BandTarget(dst, i, lock, o.dtype, o.nodata)
                 if isinstance(arr, da.Array):
                     sources.append(arr)
@@ -484,8 +559,9 @@ def _terrain_input(path, opts: Options, window: Window):
     return lazy_raster(path, (output_chunks(ny, opts.chunk_px), output_chunks(nx, opts.chunk_px)))
 
 
-def terrain_tile(config: dict, tile_dem_path, tile_id: str, out_path, threads: int = 2,
-                 **overrides) -> None:
+def terrain_tile(
+    config: dict, tile_dem_path, tile_id: str, out_path, threads: int = 2, **overrides
+) -> None:
     """``terrain.tif`` (elevation, slope, aspect, solar; float32) of a tile, chunk-wise."""
     opts = options_from_config(config, threads, **overrides)
     grid, tile = _tile(config, tile_id)
@@ -494,30 +570,69 @@ def terrain_tile(config: dict, tile_dem_path, tile_id: str, out_path, threads: i
     if opts.backend == "numpy":
         z = RasterReader(tile_dem_path, [1])[:, :, :][0]
     else:
-        z = lazy_raster(tile_dem_path, (halo_chunks(ny, opts.chunk_px), halo_chunks(nx, opts.chunk_px)),
-                        bands=[1])[0]
+        z = lazy_raster(
+            tile_dem_path,
+            (halo_chunks(ny, opts.chunk_px), halo_chunks(nx, opts.chunk_px)),
+            bands=[1],
+        )[0]
     t = terrain_stack(z, config, grid, tile.window, opts.chunk_px, opts.backend)
-    store([RasterOut(out_path, core, "float32", FLOAT_NODATA,
-                     [(t[i], TERRAIN_BANDS[i], TERRAIN_UNITS[i]) for i in range(4)],
-                     tags={"tile": tile_id})], opts)
+    store(
+        [
+            RasterOut(
+                out_path,
+                core,
+                "float32",
+                FLOAT_NODATA,
+                [(t[i], TERRAIN_BANDS[i], TERRAIN_UNITS[i]) for i in range(4)],
+                tags={"tile": tile_id},
+            )
+        ],
+        opts,
+    )
 
 
-def climate_tile(config: dict, terrain_path, tile_id: str, out_path, threads: int = 2,
-                 **overrides) -> None:
+def climate_tile(
+    config: dict, terrain_path, tile_id: str, out_path, threads: int = 2, **overrides
+) -> None:
     """``climate.tif`` (maat, fdd, tdd, amplitude; float64, NaN nodata) of a tile."""
     opts = options_from_config(config, threads, **overrides)
     grid, tile = _tile(config, tile_id)
-    m = model_stack(_terrain_input(terrain_path, opts, tile.window), config, grid, tile.window,
-                    opts.chunk_px, ("climate",), opts.backend)
+    m = model_stack(
+        _terrain_input(terrain_path, opts, tile.window),
+        config,
+        grid,
+        tile.window,
+        opts.chunk_px,
+        ("climate",),
+        opts.backend,
+    )
     names = ("maat", "fdd", "tdd", "amplitude")
     units = ("degC", "degC day", "degC day", "degC")
-    store([RasterOut(out_path, grid.subgrid(tile.window), "float64", np.nan,
-                     [(m[n], n, u) for n, u in zip(names, units, strict=True)],
-                     tags={"tile": tile_id})], opts)
+    store(
+        [
+            RasterOut(
+                out_path,
+                grid.subgrid(tile.window),
+                "float64",
+                np.nan,
+                [(m[n], n, u) for n, u in zip(names, units, strict=True)],
+                tags={"tile": tile_id},
+            )
+        ],
+        opts,
+    )
 
 
-def ground_tile(config: dict, terrain_path, climate_path, tile_id: str, out_magt, out_class,
-                threads: int = 2, **overrides) -> None:
+def ground_tile(
+    config: dict,
+    terrain_path,
+    climate_path,
+    tile_id: str,
+    out_magt,
+    out_class,
+    threads: int = 2,
+    **overrides,
+) -> None:
     """``ground_magt.tif`` (magt, alt, freeze_depth) and ``ground_class.tif`` (class,
     stability, probability, zone) of a tile. The degree-days are recomputed per chunk from the
     elevation (the same kernel on the same inputs gives the bits of ``climate.tif``), so
@@ -527,53 +642,117 @@ def ground_tile(config: dict, terrain_path, climate_path, tile_id: str, out_magt
     opts = options_from_config(config, threads, **overrides)
     grid, tile = _tile(config, tile_id)
     core = grid.subgrid(tile.window)
-    m = model_stack(_terrain_input(terrain_path, opts, tile.window), config, grid, tile.window,
-                    opts.chunk_px, ("ground", "active_layer", "probability"), opts.backend)
+    m = model_stack(
+        _terrain_input(terrain_path, opts, tile.window),
+        config,
+        grid,
+        tile.window,
+        opts.chunk_px,
+        ("ground", "active_layer", "probability"),
+        opts.backend,
+    )
     tags = {"tile": tile_id}
-    store([
-        RasterOut(out_magt, core, "float32", FLOAT_NODATA,
-                  [(m["magt"], "magt", "degC"), (m["alt"], "alt", "m"),
-                   (m["freeze_depth"], "freeze_depth", "m")], tags=tags),
-        RasterOut(out_class, core, "uint8", CLASS_NODATA,
-                  [(m[n], n, None) for n in ("class", "stability", "probability", "zone")], tags=tags),
-    ], opts)
+    store(
+        [
+            RasterOut(
+                out_magt,
+                core,
+                "float32",
+                FLOAT_NODATA,
+                [
+                    (m["magt"], "magt", "degC"),
+                    (m["alt"], "alt", "m"),
+                    (m["freeze_depth"], "freeze_depth", "m"),
+                ],
+                tags=tags,
+            ),
+            RasterOut(
+                out_class,
+                core,
+                "uint8",
+                CLASS_NODATA,
+                [(m[n], n, None) for n in ("class", "stability", "probability", "zone")],
+                tags=tags,
+            ),
+        ],
+        opts,
+    )
 
 
-def scenarios_tile(config: dict, terrain_path, tile_id: str, out_magt, out_class,
-                   threads: int = 2, **overrides) -> None:
+def scenarios_tile(
+    config: dict, terrain_path, tile_id: str, out_magt, out_class, threads: int = 2, **overrides
+) -> None:
     """``scenarios_magt.tif`` / ``scenarios_class.tif``: one band per ``<scenario>/<horizon>``."""
     opts = options_from_config(config, threads, **overrides)
     grid, tile = _tile(config, tile_id)
     core = grid.subgrid(tile.window)
-    m = model_stack(_terrain_input(terrain_path, opts, tile.window), config, grid, tile.window,
-                    opts.chunk_px, ("scenarios",), opts.backend)
+    m = model_stack(
+        _terrain_input(terrain_path, opts, tile.window),
+        config,
+        grid,
+        tile.window,
+        opts.chunk_px,
+        ("scenarios",),
+        opts.backend,
+    )
     labels = [f"{s}/{h}" for s, h, _ in scenario_list(config)]
     tags = {"tile": tile_id}
-    store([
-        RasterOut(out_magt, core, "float32", FLOAT_NODATA,
-                  [(m[f"s{k}_magt"], lab, "degC") for k, lab in enumerate(labels)], tags=tags),
-        RasterOut(out_class, core, "uint8", CLASS_NODATA,
-                  [(m[f"s{k}_class"], lab, None) for k, lab in enumerate(labels)], tags=tags),
-    ], opts)
+    store(
+        [
+            RasterOut(
+                out_magt,
+                core,
+                "float32",
+                FLOAT_NODATA,
+                [(m[f"s{k}_magt"], lab, "degC") for k, lab in enumerate(labels)],
+                tags=tags,
+            ),
+            RasterOut(
+                out_class,
+                core,
+                "uint8",
+                CLASS_NODATA,
+                [(m[f"s{k}_class"], lab, None) for k, lab in enumerate(labels)],
+                tags=tags,
+            ),
+        ],
+        opts,
+    )
 
 
 # -- Snakemake adapters (params: step="blocks:smk_<stage>") ------------------------------------
 
 
 def smk_terrain(smk) -> None:
-    terrain_tile(smk.config, smk.input.dem, smk.wildcards.tile, smk.output[0], threads=int(smk.threads))
+    terrain_tile(
+        smk.config, smk.input.dem, smk.wildcards.tile, smk.output[0], threads=int(smk.threads)
+    )
 
 
 def smk_climate(smk) -> None:
-    climate_tile(smk.config, smk.input.terrain, smk.wildcards.tile, smk.output[0],
-                 threads=int(smk.threads))
+    climate_tile(
+        smk.config, smk.input.terrain, smk.wildcards.tile, smk.output[0], threads=int(smk.threads)
+    )
 
 
 def smk_ground(smk) -> None:
-    ground_tile(smk.config, smk.input.terrain, smk.input.climate, smk.wildcards.tile,
-                smk.output.magt, smk.output.cls, threads=int(smk.threads))
+    ground_tile(
+        smk.config,
+        smk.input.terrain,
+        smk.input.climate,
+        smk.wildcards.tile,
+        smk.output.magt,
+        smk.output.cls,
+        threads=int(smk.threads),
+    )
 
 
 def smk_scenarios(smk) -> None:
-    scenarios_tile(smk.config, smk.input.terrain, smk.wildcards.tile, smk.output.magt,
-                   smk.output.cls, threads=int(smk.threads))
+    scenarios_tile(
+        smk.config,
+        smk.input.terrain,
+        smk.wildcards.tile,
+        smk.output.magt,
+        smk.output.cls,
+        threads=int(smk.threads),
+    )
