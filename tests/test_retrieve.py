@@ -400,12 +400,17 @@ def test_xining_dry_run(tmp_path):
         "    wf = api.workflow(resource_settings=ResourceSettings(), snakefile=Path('Snakefile'),\n"
         "        config_settings=ConfigSettings(configfiles=[Path('config/xining.yaml')]),\n"
         "        workdir=Path('.'))\n"
-        "    print('LOCAL', sorted(wf._workflow._localrules))\n"
+        "    w = wf._workflow\n"
+        "    print('LOCAL', sorted(w._localrules))\n"
+        "    print('GROUPS', sorted((r.name, r._group) for r in w.rules if r._group))\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300)
     assert ("LOCAL ['retrieve_climate', 'retrieve_cmip6', 'retrieve_dem', 'retrieve_reference']"
             in proc.stdout), proc.stdout + proc.stderr
+    # on SLURM the *_retrieved per-tile stages join the profile's per-tile group
+    assert ("GROUPS [('climate_retrieved', 'tile'), ('ground_retrieved', 'tile'), "
+            "('scenarios_retrieved', 'tile'), ('tile_dem_retrieved', 'tile')]" in proc.stdout)
 
 
 # ------------------------------------------------------------------------------ end to end

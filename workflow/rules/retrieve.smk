@@ -20,6 +20,9 @@ except ConfigError as exc:
     sys.exit(f"permamap: {exc}")
 
 
+# The SLURM profile groups the per-tile stages by rule name (tile_dem=tile, ...); the
+# *_retrieved variants join the same group.
+TILE_GROUP = "tile"
 _GRID = Grid.from_config(config)
 GRID_PIXELS = _GRID.width * _GRID.height
 RETRIEVED_CLIMATE = list(RETRIEVE["climate"].values()) if RETRIEVE["climate"] else []
@@ -57,6 +60,8 @@ if RETRIEVE["dem"]:
     use rule tile_dem as tile_dem_retrieved with:
         input:
             **pm_retrieve.plain_inputs(rules.tile_dem),
+        group:
+            TILE_GROUP
 
     ruleorder: tile_dem_retrieved > tile_dem
 
@@ -90,6 +95,8 @@ if RETRIEVE["climate"]:
     use rule climate as climate_retrieved with:
         input:
             **pm_retrieve.plain_inputs(rules.climate, forcing=RETRIEVED_CLIMATE),
+        group:
+            TILE_GROUP
         resources:
             mem_mb=tile_mem_mb(60 + 104),
             runtime=20,
@@ -99,6 +106,8 @@ if RETRIEVE["climate"]:
     use rule ground as ground_retrieved with:
         input:
             **pm_retrieve.plain_inputs(rules.ground, forcing=RETRIEVED_CLIMATE),
+        group:
+            TILE_GROUP
         resources:
             mem_mb=tile_mem_mb(80 + 104),
             runtime=20,
@@ -144,6 +153,8 @@ if RETRIEVE["cmip6"] or RETRIEVE["climate"]:
     use rule scenarios as scenarios_retrieved with:
         input:
             **pm_retrieve.plain_inputs(rules.scenarios, **_SCENARIO_EXTRA),
+        group:
+            TILE_GROUP
         resources:
             mem_mb=tile_mem_mb(_SCENARIO_BYTES),
             runtime=30,
