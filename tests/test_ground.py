@@ -202,3 +202,28 @@ def test_ipa_zone_thresholds():
     # ESA CCI Permafrost / IPA: continuous >= 90 %, discontinuous 50-90, sporadic 10-50, isolated < 10
     p = np.array([100, 90, 89, 50, 49, 10, 9, 1, 0, 255], np.uint8)
     np.testing.assert_array_equal(ipa_zone(p), [1, 1, 2, 2, 3, 3, 4, 4, 0, 255])
+
+
+class _NaNClimate:
+    """Forcing with no climate data in the second pixel (e.g. ocean in a WorldClim grid)."""
+
+    def __init__(self, forcing):
+        self.lapse, self.method = forcing.lapse, forcing.method
+        self._f = forcing
+
+    def fields(self, grid):
+        t, z = self._f.fields(grid)
+        t = np.array(t)
+        t[:, 0, 1] = np.nan
+        return t, z
+
+
+def test_missing_climate_is_nodata_in_scenarios_and_probability(config):
+    z = np.array([[3500.0, 3500.0]])
+    flat = np.zeros_like(z)
+    forcing = _NaNClimate(StationForcing(config))
+    magt, cls = compute_scenarios(config, forcing, z, flat, flat - 1, [0.0, 1.0])
+    assert np.isnan(magt[:, 0, 1]).all() and (cls[:, 0, 1] == 255).all()
+    assert (cls[:, 0, 0] != 255).all()
+    prob = compute_probability(config, forcing, z, flat, flat - 1)
+    assert prob[0, 1] == 255 and prob[0, 0] != 255

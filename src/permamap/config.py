@@ -224,6 +224,15 @@ def prepare(config: dict, *, source: str | None = None) -> dict:
     _check_semantics(cfg, where)
     for name, scen in cfg["scenarios"].items():
         scenario_warming_c(cfg, name)
+        if scen.get("cmip6"):
+            from .retrieve import cmip6_period
+
+            for h in cfg["horizons"]:
+                try:
+                    cmip6_period(h)
+                except ConfigError as exc:
+                    msg = str(exc).removeprefix("config error: ")
+                    raise ConfigError(f"config error in scenario {name!r}: {msg}{where}") from None
         overrides = scen.get("overrides") or {}
         if overrides:
             forbidden = {"run", "region", "tiles", "dem", "horizons", "scenarios"} & set(overrides)

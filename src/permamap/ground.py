@@ -181,6 +181,10 @@ def scenario_kernel(p, z, slope, aspect, solar, t_ref, z_ref, lapse, method, del
                 air_monthly_at(t_ref[:, r, c], z_ref[r, c], zz, lapse, deltas[k, :, r, c], t)
                 f, th = degree_days(t, method)
                 m = magt_pixel(p, f, th, zz, slope[r, c], aspect[r, c], solar[r, c])
+                if math.isnan(m + f):  # no climate or no delta here: nodata, never a class
+                    magt_out[k, r, c] = np.nan
+                    class_out[k, r, c] = CLASS_NODATA
+                    continue
                 magt_out[k, r, c] = m
                 class_out[k, r, c] = classify_pixel(m, f)
 
@@ -203,12 +207,20 @@ def probability_kernel(samples, lapse_samples, z, slope, aspect, solar, t_ref, z
                 prob_out[r, c] = CLASS_NODATA
                 continue
             count = 0
+            missing = False
             for i in range(n):
                 air_monthly_at(t_ref[:, r, c], z_ref[r, c], zz, lapse_samples[i], zero, t)
                 f, th = degree_days(t, method)
-                if magt_pixel(samples[i], f, th, zz, slope[r, c], aspect[r, c], solar[r, c]) < 0.0:
+                m = magt_pixel(samples[i], f, th, zz, slope[r, c], aspect[r, c], solar[r, c])
+                if math.isnan(m + f):  # no climate here
+                    missing = True
+                    break
+                if m < 0.0:
                     count += 1
-            prob_out[r, c] = np.uint8(math.floor(100.0 * count / n + 0.5))
+            if missing:
+                prob_out[r, c] = CLASS_NODATA
+            else:
+                prob_out[r, c] = np.uint8(math.floor(100.0 * count / n + 0.5))
 
 
 def pack_params(config: dict) -> np.ndarray:
