@@ -751,3 +751,63 @@ def test_calibration_with_too_few_points_is_skipped_with_a_reason(config, tmp_pa
     )
     assert "No calibration" in outs["fragment"].read_text()
     assert json.loads(outs["scores"].read_text())["status"] == "skipped"
+
+
+def _flat_rasters(tmp_path, grid, values):
+    paths = {}
+    for k, v in values.items():
+        paths[k] = tmp_path / f"{k}.tif"
+        dtype, nodata = ("uint8", 255) if k == "class" else ("float32", -9999)
+        with rasterio.open(
+            paths[k],
+            "w",
+            driver="GTiff",
+            width=grid.width,
+            height=grid.height,
+            count=1,
+            dtype=dtype,
+            crs="EPSG:4326",
+            transform=grid.transform,
+            nodata=nodata,
+        ) as d:
+            d.write(np.full((grid.height, grid.width), v, dtype), 1)
+    return paths
+
+
+def test_validate_points_table_plot_and_summary(raw_config, tmp_path):
+    config = _config(raw_config, tmp_path, points={"path": "p.csv", "use_point_elevation": False})
+    grid = Grid.from_config(config)
+    rasters = _flat_rasters(
+        tmp_path,
+        grid,
+        dict(
+            elevation=4200.0, slope=0.0, aspect=-1.0, solar=1.0, magt=-1.0, alt=1.5, **{"class": 1}
+        ),
+    )
+    pts = tmp_path / "p.csv"
+    pts.write_text(
+        "id,lon,lat,magt_c,alt_m,permafrost\nA,101.0,37.0,-2.0,1.0,1\n"
+        "B,101.2,37.2,0.5,,0\nC,110.0,37.0,-1.0,,1\n"
+    )
+    outs = {
+        k: tmp_path / "pts" / f"{k}.{e}"
+        for k, e in (("table", "csv"), ("scatter", "png"), ("scores", "json"))
+    }
+    s = val.validate_points(config, pts, rasters, outs)
+    t = pd.read_csv(outs["table"])
+    assert list(t["inside_grid"]) == [True, True, False]  # C lies outside the region
+    assert s["n_points"] == 3 and s["n_inside_grid"] == 2
+    # the model at 4,200 m (the pixel's elevation) is one value for A and B: errors by hand
+    m = t["magt_model_c"][0]
+    assert t["magt_model_c"][1] == pytest.approx(m) and np.isnan(t["magt_model_c"][2])
+    assert s["magt_c"]["bias"] == pytest.approx(((m + 2.0) + (m - 0.5)) / 2)
+    assert s["magt_pixel_c"]["bias"] == pytest.approx(((-1 + 2.0) + (-1 - 0.5)) / 2)
+    assert s["alt_m"]["n"] == (1 if m < 0 else 0)
+    assert outs["scatter"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = val.summarize(
+        config, {}, outs["scores"], None, tmp_path / "s.json", tmp_path / "s.csv", notes=["x"]
+    )
+    rows = pd.read_csv(tmp_path / "s.csv").set_index("metric")
+    assert rows.loc["magt_rmse_c", "published_low"] == 1.3
+    assert rows.loc["magt_rmse_c", "published_high"] == 2.0
+    assert summary["notes"] == ["x"] and summary["points"]["n_points"] == 3

@@ -1581,9 +1581,13 @@ def summarize(
         )
         add("points", "points", "point", "kappa", pts["presence"]["kappa"], pts["presence"]["n"])
     if cal and cal.get("status") == "ok":
-        for k, v in (cal.get("held_out") or {}).items():
-            if isinstance(v, (int, float)):
-                add("calibration", cal["target"], "held-out blocks", k, v, cal.get("n_samples"))
+        for scale, key in (
+            ("held-out blocks, calibrated", "held_out"),
+            ("held-out blocks, config parameters", "config_on_held_out"),
+        ):
+            for k, v in (cal.get(key) or {}).items():
+                if k != "n" and (v is None or isinstance(v, (int, float))):
+                    add("calibration", cal["target"], scale, k, v, cal.get("n_samples"))
     write_json(out_json, out)
     write_csv(
         out_csv,
