@@ -231,6 +231,26 @@ def add_north_arrow(ax, *, x: float = 0.94, y: float = 0.86, size: float = 0.09)
     )
 
 
+def add_places(ax, config: dict, extent, *, fontsize: float = 8) -> None:
+    """Mark the climate station (e.g. Xining) when it lies on the map, as a reference point."""
+    st = (config.get("climate") or {}).get("station") or {}
+    lon, lat = st.get("lon"), st.get("lat")
+    w, e, s, n = extent
+    if lon is None or lat is None or not (w < lon < e and s < lat < n):
+        return
+    ax.plot(lon, lat, marker="o", ms=5, mfc="white", mec="black", mew=1.2, zorder=7)
+    ax.annotate(
+        st.get("name", "station"),
+        (lon, lat),
+        xytext=(5, 4),
+        textcoords="offset points",
+        fontsize=fontsize,
+        fontweight="bold",
+        zorder=7,
+        bbox=dict(facecolor="white", edgecolor="none", alpha=0.6, pad=1),
+    )
+
+
 def provenance_line(config: dict, tags: dict | None = None) -> str:
     from . import __version__
     from .config import config_hash
@@ -420,6 +440,7 @@ def class_map_figure(
     fig, ax = plt.subplots(figsize=map_figsize(ext), layout="constrained")
     handles, ext = draw_class(ax, class_path, elev_path, product.categories)
     add_scale_bar(ax, ext)
+    add_places(ax, config, ext)
     add_north_arrow(ax)
     ax.legend(
         handles=handles,
@@ -460,6 +481,7 @@ def magt_map_figure(
     fig, ax = plt.subplots(figsize=map_figsize(ext, side_in=1.6), layout="constrained")
     sm, ext = draw_continuous(ax, magt_path, elev_path, "RdBu_r", norm, zero_contour=True)
     add_scale_bar(ax, ext)
+    add_places(ax, config, ext)
     add_north_arrow(ax)
     cb = fig.colorbar(sm, ax=ax, shrink=0.85, pad=0.03, extend="both")
     cb.set_label("MAGT (°C); black line: 0 °C = lower limit of permafrost", fontsize=8)

@@ -198,8 +198,14 @@ def write_gpkg(out_path, layers: dict) -> None:
     import pandas as pd
     import pyogrio
 
+    from .errors import InputDataError
     from .styles import vector_qml
 
+    if not layers:
+        raise InputDataError(
+            f"{out_path}: no class raster to trace (class products are those with categories "
+            "in permamap.products.PRODUCTS)"
+        )
     with atomic_path(out_path, suffix=".part.gpkg") as tmp:
         tmp.unlink()
         styles = []
