@@ -144,24 +144,19 @@ def describe(path) -> str:
         product = PRODUCTS.get(p.stem)
         if product is None:
             return "GeoTIFF"
-        codes = ""
         if product.is_class:
-            codes = "; codes " + ", ".join(
-                f"{c} {n}" for c, (n, _) in sorted(product.categories.items())
-            )
-        what = (
-            product.description if product.is_class else f"{product.description} ({product.units})"
-        )
-        return (
-            f"{product.dtype}, {what}{codes}" if not product.is_class else f"{product.dtype}{codes}"
-        )
+            codes = ", ".join(f"{c} {n}" for c, (n, _) in sorted(product.categories.items()))
+            return f"{product.dtype}: {product.description.split(':')[0]}; codes {codes}"
+        return f"{product.dtype}, {product.units}: {product.description}"
+    if p.name == "catalog.json":
+        return "STAC catalog of the results"
     return {
-        ".qml": "QGIS style of the raster beside it",
-        ".qgz": "QGIS project: every layer, styled and grouped",
+        ".qgz": "QGIS project: every layer, styled and grouped (a .qml sits beside each raster)",
         ".gpkg": "GeoPackage of class polygons (one layer per class product and horizon)",
         ".png": "map or chart",
         ".csv": "table",
-        ".json": "STAC catalog",
+        ".json": "JSON",
+        ".yaml": "YAML",
         ".html": "report",
     }.get(p.suffix, "")
 
@@ -240,8 +235,10 @@ def cmd_where(args) -> int:
     for p in files:
         print(f"  {p.relative_to(root)}  ({p.stat().st_size / 1e6:.2f} MB)")
     if (root / "permamap.qgz").exists():
-        print(f"open {root / 'permamap.qgz'} in QGIS, or drag the folder into QGIS: "
-              "every raster and GeoPackage layer comes styled")
+        print(
+            f"open {root / 'permamap.qgz'} in QGIS, or drag the folder into QGIS: "
+            "every raster and GeoPackage layer comes styled"
+        )
     return 0
 
 
