@@ -99,3 +99,34 @@ def test_nodata_holes_stay_nodata(config, tmp_path):
     hole = z[HALO_PX + 4, HALO_PX + 4]
     assert hole == -9999.0
     assert (z[z != -9999.0] == pytest.approx(3000.0))
+
+
+def test_metres_labelled_as_degrees(config, tmp_path):
+    p = tmp_path / "utm_as_4326.tif"
+    _write(p, np.full((10, 10), 3000.0), west=400000.0, north=4100000.0, res=30.0)
+    config["dem"].update(source="file", path=str(p))
+    with pytest.raises(InputDataError, match="declares a geographic CRS .* look like metres"):
+        build_dem(_tiny(config, (101.2, 36.2, 101.6, 36.6)), tmp_path / "out.tif")
+
+
+def test_degrees_labelled_as_metres(config, tmp_path):
+    p = tmp_path / "deg_as_utm.tif"
+    _write(p, np.full((10, 10), 3000.0), crs="EPSG:32647")
+    config["dem"].update(source="file", path=str(p))
+    with pytest.raises(InputDataError, match="declares a projected CRS .* look like degrees"):
+        build_dem(_tiny(config, (101.2, 36.2, 101.6, 36.6)), tmp_path / "out.tif")
+
+
+def test_projected_dem_is_warped_to_the_geographic_grid(config, tmp_path):
+    # A real UTM 47N DEM (metres) is a valid input: it is warped, not rejected.
+    from pyproj import Transformer
+
+    x0, y0 = Transformer.from_crs("EPSG:4326", "EPSG:32647", always_xy=True).transform(101.3, 36.5)
+    p = tmp_path / "utm.tif"
+    _write(p, np.full((200, 200), 3300.0), west=x0 - 3000, north=y0 + 3000, res=30.0, crs="EPSG:32647")
+    config["dem"].update(source="file", path=str(p), resampling="bilinear")
+    out = tmp_path / "out.tif"
+    build_dem(_tiny(config, (101.28, 36.48, 101.32, 36.52), res=10), out)
+    with rasterio.open(out) as src:
+        z = src.read(1)
+    assert (z == pytest.approx(3300.0))

@@ -98,6 +98,7 @@ def read_dem_file(path: str | Path, grid: Grid, method: str) -> np.ndarray:
             raise InputDataError(
                 f"DEM file {path} has no CRS; assign one, e.g. `gdal_edit.py -a_srs EPSG:4326 {path}`"
             )
+        _check_crs_units(path, src.crs, src.bounds)
         b = transform_bounds(src.crs, CRS, *src.bounds, densify_pts=21)
         g = grid.bounds
         if b[0] >= g[2] or b[2] <= g[0] or b[1] >= g[3] or b[3] <= g[1]:
@@ -108,6 +109,23 @@ def read_dem_file(path: str | Path, grid: Grid, method: str) -> np.ndarray:
             )
         data = src.read(1, masked=True).astype(np.float32).filled(np.nan)
         return _warp_to(grid, data, src.transform, src.crs, method)
+
+
+def _check_crs_units(path, crs, bounds) -> None:
+    """Catch a CRS that contradicts the coordinates: metres labelled as degrees, or the reverse."""
+    left, bottom, right, top = bounds
+    if crs.is_geographic and (max(abs(left), abs(right)) > 360 or max(abs(bottom), abs(top)) > 90):
+        raise InputDataError(
+            f"DEM file {path} declares a geographic CRS ({crs.to_string()}) but its coordinates "
+            f"({left:.0f}, {bottom:.0f}, {right:.0f}, {top:.0f}) look like metres; assign the "
+            "projected CRS it was made in (e.g. its UTM zone)"
+        )
+    if crs.is_projected and max(abs(left), abs(right), abs(bottom), abs(top)) <= 360 and (right - left) < 10:
+        raise InputDataError(
+            f"DEM file {path} declares a projected CRS ({crs.to_string()}) but its coordinates "
+            f"({left:.4f}, {bottom:.4f}, {right:.4f}, {top:.4f}) look like degrees; assign "
+            "EPSG:4326 (e.g. gdal_edit.py -a_srs EPSG:4326)"
+        )
 
 
 def check_elevations(z: np.ndarray, source: str) -> None:
