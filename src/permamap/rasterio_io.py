@@ -21,7 +21,7 @@ from rasterio.windows import Window
 from . import __version__
 from .errors import InputDataError
 from .grid import CRS, Grid
-from .products import Product, colormap
+from .products import Product
 
 
 @contextlib.contextmanager
@@ -29,7 +29,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """Yield a temporary path beside ``path``; rename it to ``path`` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix + ".part", dir=path.parent)
+    # ".part" before the real extension, so tools that guess the format by extension still can
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".part" + path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:

@@ -16,10 +16,8 @@ temperatures in C; every output file is written to a temporary name and renamed 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,22 +71,8 @@ def check_bbox(bbox: Sequence[float], what: str = "bbox") -> tuple[float, float,
     return west, south, east, north
 
 
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` that is renamed to ``path`` on success only."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part" + path.suffix,
-                               dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        for leftover in (tmp, Path(str(tmp) + ".aux.xml")):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
+# one atomic-write helper for the whole package
+from ..rasterio_io import atomic_path as atomic_output  # noqa: E402
 
 
 def write_geotiff(
