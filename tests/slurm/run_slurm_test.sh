@@ -24,14 +24,18 @@
 # * Status checks every 2 s after 2 s (the plugin's defaults are 40 s and 10 s, right for a busy
 #   cluster, slow for a toy one).
 # * A hung Snakemake ignores SIGTERM: it runs under `timeout -k 30`.
+# * --cores caps what one SLURM job asks for: a tile's group job runs ground and scenarios side
+#   by side and would ask for 2 x threads CPUs, more than this 2-CPU node has (the job would
+#   pend forever with reason PartitionConfig); with --cores 2 Snakemake runs them one after
+#   the other inside the job.
 #
-# Environment: SLURM_TEST_TIMEOUT (s, default 1200) per Snakemake run; KEEP=1 keeps the
+# Environment: SLURM_TEST_TIMEOUT (s, default 900) per Snakemake run; KEEP=1 keeps the
 # temporary directory (it is always kept, and printed, on failure).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BIN="${BIN:-$REPO/.venv/bin}"
-TIMEOUT_S="${SLURM_TEST_TIMEOUT:-1200}"
+TIMEOUT_S="${SLURM_TEST_TIMEOUT:-900}"
 KEEP="${KEEP:-0}"
 
 log() { printf '[slurm-test %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
@@ -165,6 +169,19 @@ done
 [[ $state == idle ]] || die "node not idle after 60 s (state '$state'; see $WORK/slurm/slurmctld.log, slurmd.log)"
 log "SLURM up in $(( $(date +%s) - T0 )) s: slurmctld pid $CTLD_PID, slurmd pid $SLURMD_PID, node $HOST ($NCPU CPUs, $MEM_MB MB)"
 
+# Inside a job, the jobstep plugin runs each rule with `srun` after removing every SLURM_*
+# variable but the allocation's identity, SLURM_CONF included; real clusters find their
+# configuration in /etc/slurm or by DNS, this private one only through SLURM_CONF. A wrapper
+# first on PATH (sbatch exports PATH to the job) puts it back, so /etc stays untouched.
+mkdir -p "$WORK/bin"
+cat >"$WORK/bin/srun" <<EOF
+#!/bin/sh
+export SLURM_CONF="$SLURM_CONF"
+exec $(command -v srun) "\$@"
+EOF
+chmod +x "$WORK/bin/srun"
+export PATH="$WORK/bin:$PATH"
+
 # -- 4. the workflow through SLURM and locally ------------------------------------------------
 copy_workflow() {
     mkdir -p "$1"
@@ -183,7 +200,7 @@ t=$(date +%s)
     --default-resources slurm_partition=debug runtime=30 mem_mb=1000 \
     --slurm-no-account --slurm-status-command squeue \
     --slurm-init-seconds-before-status-checks 2 --seconds-between-status-checks 2 \
-    --latency-wait 5 --jobs 8 >"$WORK/slurm_run.log" 2>&1) \
+    --cores "$NCPU" --latency-wait 5 --jobs 8 >"$WORK/slurm_run.log" 2>&1) \
     || { tail -40 "$WORK/slurm_run.log"; die "SLURM run failed or timed out (log: $WORK/slurm_run.log)"; }
 SLURM_S=$(( $(date +%s) - t ))
 
