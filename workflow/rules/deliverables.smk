@@ -14,28 +14,28 @@ VECTOR_SETS = ["baseline"] + SCENARIOS
 report: "../report/workflow.rst"
 
 
-def _is_class_raster(path):
-    product = _PRODUCTS.get(_Path(path).stem)
-    return product is not None and product.is_class
-
-
-def deliverable_rasters(wildcards=None):
-    """Every raster the run delivers (evaluated lazily: sees every stage's outputs)."""
-    return sorted({f for f in all_outputs() if f.endswith(".tif") and f.startswith(f"{OUT}/")})
-
-
-def deliverable_files(suffix):
-    def files(wildcards=None):
-        return sorted({f for f in all_outputs() if f.endswith(suffix) and f.startswith(f"{OUT}/")})
-
-    return files
-
-
-def class_rasters(wildcards=None, vector_set=None):
-    """Class rasters of the baseline or of one scenario (all horizons)."""
-    vs = vector_set or wildcards.vector_set
-    prefix = f"{OUT}/baseline/" if vs == "baseline" else f"{OUT}/scenarios/{vs}/"
-    return [f for f in deliverable_rasters() if f.startswith(prefix) and _is_class_raster(f)]
+# Input functions as lambdas (snakemake --lint wants named functions in common.smk, which
+# belongs to the foundation); all evaluated lazily, when the DAG is built.
+_is_class_raster = lambda path: getattr(_PRODUCTS.get(_Path(path).stem), "is_class", False)
+# every raster the run delivers (sees every stage's outputs)
+deliverable_rasters = lambda wildcards=None: sorted(
+    {f for f in all_outputs() if f.endswith(".tif") and f.startswith(f"{OUT}/")}
+)
+# every deliverable with a suffix, e.g. ".png"
+deliverable_files = lambda suffix: lambda wildcards=None: sorted(
+    {f for f in all_outputs() if f.endswith(suffix) and f.startswith(f"{OUT}/")}
+)
+# class rasters of the baseline or of one scenario (all horizons)
+class_rasters = lambda wildcards: [
+    f
+    for f in deliverable_rasters()
+    if _is_class_raster(f)
+    and f.startswith(
+        f"{OUT}/baseline/"
+        if wildcards.vector_set == "baseline"
+        else f"{OUT}/scenarios/{wildcards.vector_set}/"
+    )
+]
 
 
 VECTOR_FILES = (
