@@ -605,19 +605,23 @@ def scenario_horizon_figure(
     a = map_aspect(ext)
     cell = 5.2 if n == 1 else 4.2
     pw, ph = (cell, cell * a) if a <= 1 else (cell / a, cell)
-    fig = plt.figure(figsize=(round(pw * n + 1.2, 1), round(ph + 3.0, 1)), layout="constrained")
+    fig = plt.figure(
+        figsize=(round((pw + 1.4) * n + 0.4, 1), round(ph + 2.6, 1)), layout="constrained"
+    )
     axes = fig.subplots(1, n, squeeze=False)[0]
     for ax, (product, path) in zip(axes, prods, strict=False):
         handles, ext = draw_class(ax, path, elev_path, product.categories, _what(product))
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
         ax.legend(
             handles=handles,
             loc="upper left",
-            bbox_to_anchor=(0.0, -0.06),
+            bbox_to_anchor=(0.0, -0.08),
             fontsize=7.5,
             frameon=False,
         )
     if prods:
-        add_scale_bar(axes[0], ext)
+        add_scale_bar(axes[0], ext, fontsize=7)
+        add_places(axes[0], config, ext, fontsize=7)
         add_north_arrow(axes[-1])
     else:
         axes[0].text(0.5, 0.5, "no class product", ha="center", transform=axes[0].transAxes)
