@@ -15,6 +15,7 @@ include: "workflow/rules/terrain.smk"
 include: "workflow/rules/climate.smk"
 include: "workflow/rules/ground.smk"
 include: "workflow/rules/scenarios.smk"
+include: "workflow/rules/transient.smk"
 # after the stages: it adds the retrieved files to their inputs (see the file's header)
 include: "workflow/rules/retrieve.smk"
 include: "workflow/rules/mosaic.smk"

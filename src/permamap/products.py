@@ -41,6 +41,18 @@ IPA_ZONES = {
 }
 
 
+# Permafrost degradation under a scenario (degradation.tif), relative to the baseline
+# (permamap.degradation; README "Scenarios").
+DEGRADATION_CLASSES = {
+    0: ("no permafrost", (240, 240, 240)),
+    1: ("persisting", (33, 102, 172)),
+    2: ("warming (lower stability class)", (146, 197, 222)),
+    3: ("thawing at depth (talik or deeper active layer)", (244, 165, 130)),
+    4: ("thawed (permafrost to seasonally frozen ground)", (178, 24, 43)),
+    5: ("new permafrost (scenario only)", (118, 42, 131)),
+}
+
+
 @dataclass(frozen=True)
 class Product:
     name: str
@@ -118,6 +130,16 @@ PRODUCTS = {
         "class",
         "Permafrost thermal stability (Cheng 1984): 0 none, 1 extremely stable .. 5 unstable",
         categories=STABILITY_CLASSES,
+        resampling="mode",
+    ),
+    "degradation": Product(
+        "degradation",
+        "uint8",
+        CLASS_NODATA,
+        "class",
+        "Permafrost degradation vs the baseline: 0 none, 1 persisting, 2 warming, "
+        "3 thawing at depth, 4 thawed, 5 new permafrost",
+        categories=DEGRADATION_CLASSES,
         resampling="mode",
     ),
 }

@@ -167,26 +167,33 @@ def scenario_delta_fields(config: dict, name: str, grid: Grid) -> np.ndarray:
 
 
 def scenarios_tile(config: dict, terrain_path, tile_id: str, out_magt, out_class,
-                   threads: int = 2) -> None:
-    """All scenarios x horizons of one tile in one job (fused kernel per scenario)."""
+                   threads: int = 2, *, climate_path=None, ground_magt_path=None,
+                   ground_class_path=None, out_degradation=None, fit_path=None,
+                   transient_path=None) -> None:
+    """All scenarios x horizons of one tile in one job (fused kernel per scenario).
+
+    ``response.mode: equilibrium`` needs only ``terrain_path``; with ``out_degradation`` it also
+    reads the tile's ``climate.tif`` and baseline ``ground_magt.tif``/``ground_class.tif`` and
+    writes ``scenarios_degradation.tif``. ``transient`` also reads the TopoSUB fit and the
+    cluster table (:mod:`permamap.scenario_response`).
+    """
+    from .scenario_response import scenario_band_labels, tile_scenarios
+
     grid, tile = _tile(config, tile_id)
     core = grid.subgrid(tile.window)
-    z, slope, aspect, solar = read_bands(terrain_path)
-    magts, classes, labels = [], [], []
-    for name in config["scenarios"]:
-        scfg = cfgmod.scenario_config(config, name)
-        forcing = climate.forcing_from_config(scfg)
-        deltas = scenario_delta_fields(config, name, core)
-        m, c = ground.compute_scenarios(scfg, forcing, z, slope, aspect, deltas, grid=core,
-                                        solar=solar)
-        magts.append(m)
-        classes.append(c)
-        labels += [band_label(name, h) for h in config["horizons"]]
-    write_bands(out_magt, _f32(np.concatenate(magts)), core, dtype="float32", nodata=FLOAT_NODATA,
-                descriptions=labels, units=["degC"] * len(labels), tags={"tile": tile_id},
-                threads=threads)
-    write_bands(out_class, np.concatenate(classes), core, dtype="uint8", nodata=CLASS_NODATA,
-                descriptions=labels, tags={"tile": tile_id}, threads=threads)
+    out = tile_scenarios(config, core, terrain_path, climate_path=climate_path,
+                         ground_magt_path=ground_magt_path, ground_class_path=ground_class_path,
+                         fit_path=fit_path, transient_path=transient_path,
+                         degradation=out_degradation is not None)
+    labels = scenario_band_labels(config)
+    tags = {"tile": tile_id}
+    write_bands(out_magt, _f32(out["magt"]), core, dtype="float32", nodata=FLOAT_NODATA,
+                descriptions=labels, units=["degC"] * len(labels), tags=tags, threads=threads)
+    write_bands(out_class, out["class"], core, dtype="uint8", nodata=CLASS_NODATA,
+                descriptions=labels, tags=tags, threads=threads)
+    if out_degradation is not None:
+        write_bands(out_degradation, out["degradation"], core, dtype="uint8", nodata=CLASS_NODATA,
+                    descriptions=labels, tags=tags, threads=threads)
 
 
 # -- mosaics --------------------------------------------------------------------------------

@@ -103,13 +103,15 @@ rule mosaic_scenario:
     input:
         magt=tile_files("scenarios_magt.tif"),
         cls=tile_files("scenarios_class.tif"),
+        deg=tile_files("scenarios_degradation.tif"),
     output:
         magt=f"{OUT}/scenarios/{{scenario}}/{{horizon}}/magt.tif",
         cls=f"{OUT}/scenarios/{{scenario}}/{{horizon}}/class.tif",
+        deg=f"{OUT}/scenarios/{{scenario}}/{{horizon}}/degradation.tif",
     log:
         f"logs/{RUN}/mosaic_scenario/{{scenario}}_{{horizon}}.log",
     params:
-        step="mosaic_scenario",
+        step="scenario_response:smk_mosaic_scenario",
         warming_c=lambda wc: pm_config.scenario_warming_c(config, wc.scenario)[int(wc.horizon)],
     threads: THREADS
     resources:
