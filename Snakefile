@@ -15,9 +15,10 @@ include: "workflow/rules/terrain.smk"
 include: "workflow/rules/climate.smk"
 include: "workflow/rules/ground.smk"
 include: "workflow/rules/scenarios.smk"
-include: "workflow/rules/transient.smk"
 # after the stages: it adds the retrieved files to their inputs (see the file's header)
 include: "workflow/rules/retrieve.smk"
+# after retrieve.smk: its per-tile scenarios step leaves the tile group (see the file)
+include: "workflow/rules/transient.smk"
 include: "workflow/rules/mosaic.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/deliverables.smk"

@@ -614,8 +614,20 @@ def test_transient_dry_run_adds_two_region_jobs(tmp_path):
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
     assert counts["toposub_fit"] == 1 and counts["transient_run"] == 1
-    assert counts["scenarios"] == 16 and counts["mosaic_scenario"] == 9
+    # the per-tile step runs as scenarios_transient, outside cluster profiles' tile group
+    assert counts["scenarios_transient"] == 16 and "scenarios" not in counts
+    assert counts["mosaic_scenario"] == 9
     assert counts["degradation_table"] == 1 and counts["lower_limit_rise"] == 1
+    # the SLURM profile groups a tile's stages: no cycle through a group in the transient DAG
+    proc = subprocess.run(
+        [SNAKEMAKE, "-n", "--workflow-profile", "workflow/profiles/slurm", "--config",
+         "response={mode: transient}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
     # equilibrium (the default) has neither
     proc = subprocess.run(
         [SNAKEMAKE, "-n", "--cores", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=300

@@ -6,18 +6,16 @@
 #   transient_run   1-D heat conduction with phase change per cluster, baseline + every
 #                   scenario to the last horizon                      -> tables/transient_clusters.csv
 #
-# The per-tile `scenarios` jobs (scenarios.smk) then map the cluster results to the pixels.
-# Nothing here exists in the equilibrium response.
-from permamap import retrieve as _pm_retrieve
-
+# The per-tile `scenarios` step (scenarios.smk; here as `scenarios_transient`) then maps the
+# cluster results to the pixels. Nothing here exists in the equilibrium response.
 if TRANSIENT:
     # Gridded climate is read again for scenarios whose overrides change the climate, and CMIP6
     # deltas for the scenarios that use them.
     _FIT_EXTRA = {}
     if config["climate"]["source"] in ("worldclim", "chelsa"):
-        _FIT_EXTRA["forcing"] = list(_pm_retrieve.climate_paths(config).values())
-    if _pm_retrieve.cmip6_paths(config):
-        _FIT_EXTRA["deltas"] = list(_pm_retrieve.cmip6_paths(config).values())
+        _FIT_EXTRA["forcing"] = RETRIEVED_CLIMATE
+    if RETRIEVE["cmip6"]:
+        _FIT_EXTRA["deltas"] = list(RETRIEVE["cmip6"].values())
 
     rule toposub_fit:
         input:
@@ -69,5 +67,24 @@ if TRANSIENT:
             ENV
         script:
             STEP
+
+    # Cluster profiles group a tile's stages into one job (workflow/profiles/slurm: climate=tile,
+    # scenarios=tile, ...; retrieve.smk puts the *_retrieved variants in that group too). Here a
+    # tile's scenarios wait for transient_run, which waits for every tile's climate, so they
+    # cannot share that group: the step runs as scenarios_transient, a rule of its own outside
+    # the tile group (this file is included after retrieve.smk for that reason).
+    if RETRIEVE["cmip6"] or RETRIEVE["climate"]:
+
+        use rule scenarios_retrieved as scenarios_transient with:
+            group:
+                "scenarios_transient"
+
+        ruleorder: scenarios_transient > scenarios_retrieved > scenarios
+
+    else:
+
+        use rule scenarios as scenarios_transient
+
+        ruleorder: scenarios_transient > scenarios
 
     EXTRA_OUTPUTS.append(TRANSIENT_TABLE)
