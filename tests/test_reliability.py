@@ -118,3 +118,16 @@ def test_all_nodata_tile_stays_nodata(repo, tmp_path):
     west = cls[:, :20]  # 101.0-101.33 E lies in the nodata half (west of 101.4 E)
     assert (west == 255).all() and (magt[:, :20] == -9999.0).all()
     assert (cls[:, -10:] != 255).all()
+
+
+def test_outputs_get_normal_file_permissions(tmp_path):
+    from permamap.rasterio_io import atomic_path
+
+    target = tmp_path / "x.csv"
+    old = os.umask(0o022)
+    try:
+        with atomic_path(target) as tmp:
+            tmp.write_text("a\n")
+    finally:
+        os.umask(old)
+    assert (target.stat().st_mode & 0o777) == 0o644

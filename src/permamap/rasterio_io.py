@@ -35,6 +35,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp = Path(tmp)
     try:
         yield tmp
+        # mkstemp creates 0600; give the file the permissions of any new file (umask applies),
+        # so results on shared cluster storage stay readable by the group
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         for leftover in (tmp, Path(str(tmp) + ".aux.xml")):
