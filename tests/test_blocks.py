@@ -328,3 +328,40 @@ def test_bad_blocks_config_is_one_readable_line(raw_config):
     raw["blocks"] = {"backend": "cupy"}
     with pytest.raises(ConfigError, match=r"blocks.backend = 'cupy' is not allowed"):
         prepare(raw)
+
+
+class _Files(list):
+    """Snakemake-like input/output: positional and named access."""
+
+    def __init__(self, *items, **named):
+        super().__init__([*items, *named.values()])
+        self.__dict__.update(named)
+
+
+def test_snakemake_adapters_call_the_stages(region, reference_tile):
+    """blocks:smk_* map snakemake.input/output/wildcards/threads/config onto the stages."""
+    from types import SimpleNamespace
+
+    cfg, d = region
+    ref, _ = reference_tile
+    out = d / "smk"
+    out.mkdir(exist_ok=True)
+    t = "r01c01"
+    steps.tile_dem(cfg, d / "dem.tif", t, out / "dem.tif")
+    wc = SimpleNamespace(tile=t)
+
+    def smk(inp, outp):
+        return SimpleNamespace(config=cfg, input=inp, output=outp, wildcards=wc, threads=2)
+
+    blocks.smk_terrain(smk(_Files(dem=out / "dem.tif"), _Files(out / "terrain.tif")))
+    terrain_in = _Files(terrain=out / "terrain.tif", climate=out / "climate.tif")
+    blocks.smk_climate(smk(terrain_in, _Files(out / "climate.tif")))
+    blocks.smk_ground(smk(terrain_in, _Files(magt=out / "gm.tif", cls=out / "gc.tif")))
+    blocks.smk_scenarios(smk(terrain_in, _Files(magt=out / "sm.tif", cls=out / "sc.tif")))
+    for k in ref:
+        np.testing.assert_array_equal(
+            _bits(read_bands(out / f"{k}.tif", fill_nan=False)),
+            _bits(read_bands(ref[k], fill_nan=False)),
+            err_msg=k,
+        )
+    assert (out / "climate.tif").exists()

@@ -52,7 +52,7 @@ import rasterio
 from rasterio.windows import Window
 
 from . import climate, ground, terrain
-from .config import scenario_config, scenario_warming_c
+from .config import scenario_config
 from .grid import HALO_PX, Grid, cell_size_m
 from .products import CLASS_NODATA, FLOAT_NODATA
 from .rasterio_io import atomic_path, gtiff_profile
@@ -334,13 +334,9 @@ def terrain_stack(
 # -- per-pixel model ------------------------------------------------------------------------
 
 
-def scenario_list(config: dict) -> list[tuple[str, int, float]]:
-    """(scenario, horizon, warming C) in band order of the scenario tile files."""
-    out = []
-    for name in config["scenarios"]:
-        w = scenario_warming_c(config, name)
-        out += [(name, h, w[h]) for h in config["horizons"]]
-    return out
+def scenario_list(config: dict) -> list[tuple[str, int]]:
+    """(scenario, horizon) in band order of the scenario tile files."""
+    return [(name, h) for name in config["scenarios"] for h in config["horizons"]]
 
 
 def model_dtype(config: dict, parts: Sequence[str] = PARTS) -> np.dtype:
@@ -360,19 +356,34 @@ def model_dtype(config: dict, parts: Sequence[str] = PARTS) -> np.dtype:
     return np.dtype(fields)
 
 
+def forcings(config: dict) -> dict:
+    """Climate forcing of the baseline (key None) and of every scenario (its merged config),
+    built once per tile: a gridded forcing reads its rasters when built."""
+    out = {None: climate.forcing_from_config(config)}
+    for name in config["scenarios"]:
+        scfg = scenario_config(config, name)
+        out[name] = out[None] if scfg is config else climate.forcing_from_config(scfg)
+    return out
+
+
 def model_block(
-    t: np.ndarray, config: dict, chunk_grid, parts: Sequence[str] = PARTS
+    t: np.ndarray, config: dict, chunk_grid, parts: Sequence[str] = PARTS, forcing_of=None
 ) -> np.ndarray:
     """Every product of ``parts`` for a (4, h, w) terrain block, as a structured (h, w) array.
 
-    ``chunk_grid``: the block's grid (for gridded forcing fields). Calls the ``compute_*``
+    ``chunk_grid``: the block's grid (gridded forcing and CMIP6 delta fields are resampled to
+    it); ``forcing_of``: :func:`forcings` (built here when None). Calls the ``compute_*``
     wrappers of :mod:`permamap.climate` / :mod:`permamap.ground` in the same order and with the
-    same inputs as :mod:`permamap.steps`.
+    same inputs as :mod:`permamap.steps` (equilibrium scenario response; the monthly warming of a
+    scenario from ``steps.scenario_delta_fields``: uniform, or CMIP6 delta rasters).
     """
+    from .steps import scenario_delta_fields
+
     h, w = t.shape[1:]
     out = np.empty((h, w), model_dtype(config, parts))
     z, slope, aspect, solar = (np.asarray(t[i], np.float64) for i in range(4))
-    forcing = climate.forcing_from_config(config)
+    forcing_of = forcing_of if forcing_of is not None else forcings(config)
+    forcing = forcing_of[None]
     if {"climate", "ground", "active_layer"} & set(parts):
         maat, fdd, tdd, amp = climate.compute_climate(z, forcing, grid=chunk_grid)
         if "climate" in parts:
@@ -394,13 +405,10 @@ def model_block(
         k = 0
         for name in config["scenarios"]:
             scfg = scenario_config(config, name)
-            warming = scenario_warming_c(config, name)
-            deltas = climate.uniform_delta_fields(
-                [warming[hz] for hz in config["horizons"]], (h, w)
-            )
+            deltas = scenario_delta_fields(config, name, chunk_grid)
             m, c = ground.compute_scenarios(
                 scfg,
-                climate.forcing_from_config(scfg),
+                forcing_of[name],
                 z,
                 slope,
                 aspect,
@@ -432,6 +440,7 @@ def model_stack(
     dtype = model_dtype(config, parts)
     if backend == "numpy":
         return model_block(np.asarray(terrain4), config, core, parts)
+    forcing_of = forcings(config)
     ny, nx = int(window.height), int(window.width)
     chunks = ((4,), output_chunks(ny, chunk_px), output_chunks(nx, chunk_px))
     if not isinstance(terrain4, da.Array):
@@ -441,7 +450,8 @@ def model_stack(
 
     def block(tb, block_info=None):
         (r0, r1), (c0, c1) = block_info[None]["array-location"]
-        return model_block(tb, config, core.subgrid(Window(c0, r0, c1 - c0, r1 - r0)), parts)
+        chunk_grid = core.subgrid(Window(c0, r0, c1 - c0, r1 - r0))
+        return model_block(tb, config, chunk_grid, parts, forcing_of)
 
     return da.map_blocks(block, terrain4, drop_axis=0, dtype=dtype, meta=np.empty((0, 0), dtype))
 
@@ -682,7 +692,16 @@ def ground_tile(
 def scenarios_tile(
     config: dict, terrain_path, tile_id: str, out_magt, out_class, threads: int = 2, **overrides
 ) -> None:
-    """``scenarios_magt.tif`` / ``scenarios_class.tif``: one band per ``<scenario>/<horizon>``."""
+    """``scenarios_magt.tif`` / ``scenarios_class.tif``: one band per ``<scenario>/<horizon>``,
+    equilibrium response (``response.mode: equilibrium``). The transient response and the
+    degradation classes (:func:`permamap.scenario_response.tile_scenarios`) read whole tiles
+    and are not chunked here."""
+    mode = (config.get("response") or {}).get("mode", "equilibrium")
+    if mode != "equilibrium":
+        raise ValueError(
+            f"blocks.scenarios_tile computes the equilibrium response only (response.mode = "
+            f"{mode!r}); use permamap.scenario_response.tile_scenarios"
+        )
     opts = options_from_config(config, threads, **overrides)
     grid, tile = _tile(config, tile_id)
     core = grid.subgrid(tile.window)
@@ -695,7 +714,7 @@ def scenarios_tile(
         ("scenarios",),
         opts.backend,
     )
-    labels = [f"{s}/{h}" for s, h, _ in scenario_list(config)]
+    labels = [f"{s}/{h}" for s, h in scenario_list(config)]
     tags = {"tile": tile_id}
     store(
         [
