@@ -620,8 +620,14 @@ def test_transient_dry_run_adds_two_region_jobs(tmp_path):
     assert counts["degradation_table"] == 1 and counts["lower_limit_rise"] == 1
     # the SLURM profile groups a tile's stages: no cycle through a group in the transient DAG
     proc = subprocess.run(
-        [SNAKEMAKE, "-n", "--workflow-profile", "workflow/profiles/slurm", "--config",
-         "response={mode: transient}"],
+        [
+            SNAKEMAKE,
+            "-n",
+            "--workflow-profile",
+            "workflow/profiles/slurm",
+            "--config",
+            "response={mode: transient}",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -646,3 +652,63 @@ def test_transient_dry_run_adds_two_region_jobs(tmp_path):
     )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "response.toposub.weights has 1 values for 5 features" in proc.stderr
+
+
+# -- CMIP6 monthly warming fields -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["equilibrium", "transient"])
+def test_cmip6_fields_equal_to_a_uniform_warming_give_the_same_maps(tmp_path, monkeypatch, mode):
+    """A CMIP6 scenario whose delta rasters hold the same warming everywhere and in every month
+    gives the maps of a uniform scenario with that warming (per pixel in equilibrium; through
+    the cluster means of the deltas in transient)."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from permamap import retrieve
+
+    monkeypatch.chdir(tmp_path)
+    terrain, _ = _landscape(5, 8, 10)
+    raw = _raw((101.0, 36.92, 101.1, 37.0))  # 10 x 8 px
+    raw["horizons"] = [2050, 2100]
+    warming = {2050: 1.5, 2100: 2.75}  # exact in float32
+    raw["scenarios"] = {
+        "uniform": {"warming_c": dict(warming)},
+        "gcm": {"trend_c_per_decade": 0.3, "cmip6": {"gcms": ["MRI-ESM2-0"], "ssp": "ssp245"}},
+    }
+    raw["response"] = {
+        "mode": mode,
+        "toposub": {"n_clusters": 6},
+        "transient": {"magt_depth_m": 10.0, "grid": {"total_depth_m": 20.0}},
+    }
+    cfg = prepare(raw)
+    for h, w in warming.items():
+        path = tmp_path / retrieve.cmip6_delta_path(cfg, "gcm", h)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=4,
+            height=4,
+            count=12,
+            dtype="float32",
+            crs="EPSG:4326",
+            transform=from_origin(100.8, 37.2, 0.1, 0.1),
+        ) as dst:
+            dst.write(np.full((12, 4, 4), w, np.float32))
+    files = _write_tiles(cfg, tmp_path / "tiles", terrain)
+    _run_scenarios(cfg, files, transient=mode == "transient", d=tmp_path)
+    if mode == "transient":
+        fit = sr.Fit.load(tmp_path / "fit.json")
+        np.testing.assert_allclose(fit.deltas["gcm"][:, 0, :], 1.5)
+        np.testing.assert_allclose(fit.deltas["gcm"][:, 1, :], 2.75)
+    bands = {p: i for i, p in enumerate(steps.scenario_bands(cfg))}
+    for name in ("sm.tif", "sc.tif", "sd.tif"):
+        a = _assemble(cfg, files, name)
+        for h in warming:
+            u, g = a[bands[("uniform", h)]], a[bands[("gcm", h)]]
+            if name == "sm.tif":
+                np.testing.assert_allclose(g, u, atol=1e-4)
+            else:
+                assert np.array_equal(g, u), (name, h)
