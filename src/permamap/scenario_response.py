@@ -36,7 +36,8 @@ results do not depend on the tiling:
    standardised feature space (:func:`nearest_centre_labels`: the same arithmetic on the same
    pixel values gives the same label in any tile) and the cluster's results
    (:func:`permamap.toposub.map_to_pixels`); with ``toposub.mapping: idw`` MAGT is interpolated
-   over the nearest centres (:func:`permamap.toposub.idw_to_pixels`), flags stay by label.
+   over the nearest centres (:func:`permamap.toposub.idw_to_pixels`), flags stay by label
+   (:class:`TransientMap`).
 
 In the transient response a pixel is permafrost when its cluster's column holds a layer that
 stays <= 0 C all year; otherwise it is seasonally frozen ground when the pixel's warmed air
@@ -393,8 +394,12 @@ def sample_tile(config: dict, tile, terrain_path, climate_path, stride: int) -> 
         out[f"delta:{s}"] = []
     if not rows or cols.size == 0:
         n_h = len(config["horizons"])
-        return {k: np.zeros((0, n_h, 12)) if k.startswith("delta:")
-                else np.zeros(0, np.int64 if k == "index" else np.float64) for k in out}
+        return {
+            k: np.zeros((0, n_h, 12))
+            if k.startswith("delta:")
+            else np.zeros(0, np.int64 if k == "index" else np.float64)
+            for k in out
+        }
     local = cols - w.col_off
     forcings = {
         s: climate.forcing_from_config(cfgmod.scenario_config(config, s)) for s in overrides
@@ -745,49 +750,55 @@ def tile_features(fit: Fit, terrain: np.ndarray, clim: np.ndarray) -> np.ndarray
     return np.stack([files[FEATURE_BANDS[n][0]][FEATURE_BANDS[n][1] - 1] for n in fit.features])
 
 
-def map_transient(config: dict, fit: Fit, table: dict, features: np.ndarray) -> dict:
-    """Transient results on the pixels of a tile: ``labels`` and, per key of ``table``, a dict
-    of ``magt_c`` (delivered MAGT: by label or IDW), ``magt_label_c``, ``alt_m``, ``talik``,
-    ``permafrost`` (by label); NaN / False on nodata pixels."""
-    from .toposub import TopoSubResult, idw_to_pixels, map_to_pixels
+class TransientMap:
+    """Transient results on the pixels of a tile (module docstring, step 3).
 
-    labels = nearest_centre_labels(fit, features)
-    ts = response(config)["toposub"]
-    res = None
-    if ts["mapping"] == "idw":
-        res = TopoSubResult(
-            labels=labels,
-            n_clusters=fit.n_clusters,
-            feature_names=tuple(fit.features),
-            centroids=fit.centroids,
-            counts=fit.counts,
-            feature_mean=fit.mean,
-            feature_std=fit.std,
-            weights=fit.weights,
-            cluster_stratum=None,
-        )
-    out = {"labels": labels}
-    for key, vals in table.items():
-        m = map_to_pixels(labels, np.asarray(vals["magt_c"], np.float64))
-        d = {
-            "magt_label_c": m,
-            "alt_m": map_to_pixels(labels, np.asarray(vals["alt_m"], np.float64)),
-            "talik": map_to_pixels(labels, np.asarray(vals["talik"], bool), fill=False),
-            "permafrost": map_to_pixels(labels, np.asarray(vals["permafrost"], bool), fill=False),
-        }
-        d["magt_c"] = (
-            m
-            if res is None
-            else idw_to_pixels(
-                res,
-                features,
-                np.asarray(vals["magt_c"], np.float64),
-                k=int(ts["idw_k"]),
-                power=float(ts["idw_power"]),
+    ``labels``: the nearest cluster centre of every pixel (-1 nodata). ``self[key]`` for a key
+    of ``table`` (``('baseline', year)`` or ``(scenario, horizon)``): a dict of ``magt_c``
+    (delivered MAGT: by label, or inverse-distance weighted with ``toposub.mapping: idw``),
+    ``magt_label_c``, ``alt_m``, ``talik`` and ``permafrost`` (by label); NaN / False on nodata
+    pixels. Mapped one key at a time (memory of one scenario x horizon); the IDW weights of all
+    keys come from one nearest-centre search.
+    """
+
+    def __init__(self, config: dict, fit: Fit, table: dict, features: np.ndarray):
+        from .toposub import TopoSubResult, idw_to_pixels
+
+        self.labels = nearest_centre_labels(fit, features)
+        self.table = table
+        self.keys = list(table)
+        self.idw = None
+        ts = response(config)["toposub"]
+        if ts["mapping"] == "idw":
+            res = TopoSubResult(
+                labels=self.labels,
+                n_clusters=fit.n_clusters,
+                feature_names=tuple(fit.features),
+                centroids=fit.centroids,
+                counts=fit.counts,
+                feature_mean=fit.mean,
+                feature_std=fit.std,
+                weights=fit.weights,
+                cluster_stratum=None,
             )
-        )
-        out[key] = d
-    return out
+            vals = np.stack([np.asarray(table[k]["magt_c"], np.float64) for k in self.keys], 1)
+            self.idw = idw_to_pixels(
+                res, features, vals, k=int(ts["idw_k"]), power=float(ts["idw_power"])
+            ).astype(np.float32)
+
+    def __getitem__(self, key) -> dict:
+        from .toposub import map_to_pixels
+
+        vals = self.table[key]
+        lab = self.labels
+        m = map_to_pixels(lab, np.asarray(vals["magt_c"], np.float64))
+        return {
+            "magt_label_c": m,
+            "magt_c": m if self.idw is None else self.idw[self.keys.index(key)],
+            "alt_m": map_to_pixels(lab, np.asarray(vals["alt_m"], np.float64)),
+            "talik": map_to_pixels(lab, np.asarray(vals["talik"], bool), fill=False),
+            "permafrost": map_to_pixels(lab, np.asarray(vals["permafrost"], bool), fill=False),
+        }
 
 
 # -- the per-tile scenario step -----------------------------------------------------------------
@@ -835,10 +846,10 @@ def tile_scenarios(
     if transient:
         fit = Fit.load(fit_path)
         table = read_transient_table(transient_path, config, fit.n_clusters)
-        mapped = map_transient(config, fit, table, tile_features(fit, terrain, clim))
+        mapped = TransientMap(config, fit, table, tile_features(fit, terrain, clim))
         bkey = ("baseline", int(config["climate"]["baseline_year"]))
         b = mapped[bkey]
-        base_valid = mapped["labels"] >= 0
+        base_valid = mapped.labels >= 0
         base_pf = b["permafrost"]
         base_stab = dg.stability_codes(b["magt_label_c"], base_pf, thresholds)
         base_alt = b["alt_m"]
