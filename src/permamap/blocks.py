@@ -53,7 +53,7 @@ from rasterio.windows import Window
 
 from . import climate, ground, terrain
 from .config import scenario_config
-from .grid import HALO_PX, Grid, cell_size_m
+from .grid import HALO_PX, Grid, cell_size_m, find_tile
 from .products import CLASS_NODATA, FLOAT_NODATA
 from .rasterio_io import atomic_path, gtiff_profile
 
@@ -231,7 +231,7 @@ def lazy_raster(
 
 
 def _solar_block(config: dict, slope, aspect, lat_rows) -> np.ndarray:
-    """Solar exposure index of a block (same parameters as ``steps.solar_index``)."""
+    """Thaw-season clear-sky solar exposure index of a block (:mod:`permamap.solar`, ``terrain.solar``)."""
     from .solar import solar_exposure_index
 
     sc = config["terrain"]["solar"]
@@ -546,19 +546,17 @@ def store(outputs: Sequence[RasterOut], opts: Options) -> None:
                 else:
                     target[slice(0, arr.shape[0]), slice(0, arr.shape[1])] = arr
         if sources:
-            with scheduler(opts.threads):
+            # a progress bar (stderr, i.e. the job's log) for per-tile work longer than 10 s
+            from dask.diagnostics import ProgressBar
+
+            with scheduler(opts.threads), ProgressBar(minimum=10.0, dt=2.0):
                 da.store(sources, targets, lock=False)
 
 
 # -- stages (same files as permamap.steps) -----------------------------------------------------
 
 
-def _tile(config: dict, tile_id: str):
-    grid = Grid.from_config(config)
-    for t in grid.tiles(config["tiles"]["size_px"]):
-        if t.id == tile_id:
-            return grid, t
-    raise KeyError(f"tile {tile_id!r} is not in this region's tiling")
+_tile = find_tile
 
 
 def _terrain_input(path, opts: Options, window: Window):

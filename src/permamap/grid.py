@@ -197,8 +197,13 @@ def tile_id(row: int, col: int) -> str:
 TILE_ID_REGEX = r"r\d{2,3}c\d{2,3}"
 
 
-def tile_px_from_config(config: dict) -> int:
-    return int(config["tiles"]["size_px"])
+def find_tile(config: dict, tile_id: str) -> tuple[Grid, Tile]:
+    """(region grid, tile) of ``tile_id`` under the config's tiling."""
+    grid = Grid.from_config(config)
+    for t in grid.tiles(int(config["tiles"]["size_px"])):
+        if t.id == tile_id:
+            return grid, t
+    raise KeyError(f"tile {tile_id!r} is not in this region's tiling")
 
 
 def tile_halo_window(tile: Tile) -> Window:

@@ -19,13 +19,12 @@ scenarios_class.tif    uint8      one band per ``<scenario>/<horizon>``
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import rasterio
 
-from . import climate, config as cfgmod, ground, terrain
-from .grid import HALO_PX, Grid, tile_halo_window
+from . import climate, config as cfgmod
+from .grid import HALO_PX, Grid, find_tile, tile_halo_window
 from .mosaic import mosaic_product
 from .products import CLASS_NODATA, FLOAT_NODATA, PRODUCTS
 from .rasterio_io import provenance_tags, read_bands, write_bands
@@ -33,12 +32,7 @@ from .rasterio_io import provenance_tags, read_bands, write_bands
 log = logging.getLogger(__name__)
 
 
-def _tile(config: dict, tile_id: str):
-    grid = Grid.from_config(config)
-    for t in grid.tiles(config["tiles"]["size_px"]):
-        if t.id == tile_id:
-            return grid, t
-    raise KeyError(f"tile {tile_id!r} is not in this region's tiling")
+_tile = find_tile
 
 
 def _f32(a: np.ndarray) -> np.ndarray:
@@ -82,44 +76,21 @@ def tile_dem(config: dict, dem_path, tile_id: str, out_path, threads: int = 2) -
 
 
 def terrain_tile(config: dict, tile_dem_path, tile_id: str, out_path, threads: int = 2) -> None:
-    grid, tile = _tile(config, tile_id)
-    z = read_bands(tile_dem_path)[0]
-    core = grid.subgrid(tile.window)
-    dx, dy = core.row_cell_sizes_m()
-    slope, aspect = terrain.slope_aspect(z, dx, dy)
-    zc = z[HALO_PX:-HALO_PX, HALO_PX:-HALO_PX]
-    solar = solar_index(config, slope, aspect, core)
-    write_bands(out_path, np.stack([_f32(zc), _f32(slope), _f32(aspect), _f32(solar)]), core,
-                dtype="float32", nodata=FLOAT_NODATA,
-                descriptions=["elevation", "slope", "aspect", "solar"],
-                units=["m", "degree", "degree", "1"], tags={"tile": tile_id}, threads=threads)
+    """``terrain.tif``: elevation, slope, aspect and solar index of a tile, computed chunk-wise
+    with dask ``map_overlap`` (depth = the 1-pixel Horn halo) by :mod:`permamap.blocks`."""
+    from . import blocks
 
-
-def solar_index(config: dict, slope, aspect, grid: Grid) -> np.ndarray:
-    """Thaw-season clear-sky solar exposure index of a block (:mod:`permamap.solar`)."""
-    from .solar import solar_exposure_index
-
-    sc = config["terrain"]["solar"]
-    doy = sc.get("doy_range")
-    return solar_exposure_index(
-        np.asarray(slope, np.float32), np.asarray(aspect, np.float32), grid.row_latitudes(),
-        doy_range=tuple(doy) if doy else None, transmissivity=sc["transmissivity"],
-        pressure_ratio=sc["pressure_ratio"], steps_per_day=sc["steps_per_day"],
-    )
+    blocks.terrain_tile(config, tile_dem_path, tile_id, out_path, threads=threads)
 
 
 # -- climate --------------------------------------------------------------------------------
 
 
 def climate_tile(config: dict, terrain_path, tile_id: str, out_path, threads: int = 2) -> None:
-    grid, tile = _tile(config, tile_id)
-    z = read_bands(terrain_path)[0]
-    maat, fdd, tdd, amp = climate.compute_climate(z, climate.forcing_from_config(config),
-                                                  grid=grid.subgrid(tile.window))
-    write_bands(out_path, np.stack([maat, fdd, tdd, amp]), grid.subgrid(tile.window),
-                dtype="float64", nodata=np.nan, descriptions=["maat", "fdd", "tdd", "amplitude"],
-                units=["degC", "degC day", "degC day", "degC"], tags={"tile": tile_id},
-                threads=threads)
+    """``climate.tif``: MAAT, FDD, TDD and amplitude of a tile, chunk-wise (:mod:`permamap.blocks`)."""
+    from . import blocks
+
+    blocks.climate_tile(config, terrain_path, tile_id, out_path, threads=threads)
 
 
 # -- ground ---------------------------------------------------------------------------------
@@ -127,21 +98,13 @@ def climate_tile(config: dict, terrain_path, tile_id: str, out_path, threads: in
 
 def ground_tile(config: dict, terrain_path, climate_path, tile_id: str, out_magt, out_class,
                 threads: int = 2) -> None:
-    grid, tile = _tile(config, tile_id)
-    core = grid.subgrid(tile.window)
-    z, slope, aspect, solar = read_bands(terrain_path)
-    maat, fdd, tdd, amp = read_bands(climate_path)
-    magt, cls, stab = ground.compute_ground(config, z, slope, aspect, fdd, tdd, solar=solar)
-    alt, freeze = ground.active_layer(config, cls, fdd, tdd, solar=solar, maat=maat, amplitude=amp)
-    forcing = climate.forcing_from_config(config)
-    prob = ground.compute_probability(config, forcing, z, slope, aspect, solar=solar, grid=core)
-    zone = ground.ipa_zone(prob)
-    write_bands(out_magt, np.stack([_f32(magt), _f32(alt), _f32(freeze)]), core, dtype="float32",
-                nodata=FLOAT_NODATA, descriptions=["magt", "alt", "freeze_depth"],
-                units=["degC", "m", "m"], tags={"tile": tile_id}, threads=threads)
-    write_bands(out_class, np.stack([cls, stab, prob, zone]), core, dtype="uint8",
-                nodata=CLASS_NODATA, descriptions=["class", "stability", "probability", "zone"],
-                tags={"tile": tile_id}, threads=threads)
+    """Baseline MAGT, ALT, freezing depth, class, stability, probability and zone of a tile,
+    chunk-wise (:mod:`permamap.blocks`; the degree-days are recomputed per chunk with the
+    same kernel, so they are the bits of ``climate.tif``)."""
+    from . import blocks
+
+    blocks.ground_tile(config, terrain_path, climate_path, tile_id, out_magt, out_class,
+                       threads=threads)
 
 
 # -- scenarios ------------------------------------------------------------------------------
