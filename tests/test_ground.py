@@ -227,3 +227,12 @@ def test_missing_climate_is_nodata_in_scenarios_and_probability(config):
     assert (cls[:, 0, 0] != 255).all()
     prob = compute_probability(config, forcing, z, flat, flat - 1)
     assert prob[0, 1] == 255 and prob[0, 0] != 255
+
+
+def test_lapse_model_responds_to_warming_one_to_one(config):
+    cfg = copy.deepcopy(config)
+    cfg["ground"]["model"] = "lapse"
+    z, slope, aspect = _terrain_block()
+    magt, _ = compute_scenarios(cfg, StationForcing(cfg), z, slope, aspect, [0.0, 1.5])
+    finite = np.isfinite(magt[0])
+    np.testing.assert_allclose(magt[1][finite] - magt[0][finite], 1.5, atol=1e-12)

@@ -130,11 +130,15 @@ def stability_pixel(magt, th0, th1, th2, th3):
 
 
 @nb.njit(cache=True, nogil=True)
-def magt_pixel(p, fdd, tdd, z, slope, aspect, solar):
+def magt_pixel(p, fdd, tdd, z, slope, aspect, solar, warming_c=0.0):
+    """MAGT (C) of the configured model. ``warming_c`` (annual-mean air warming vs the baseline)
+    enters ``ttop`` through the degree-days already; the empirical ``lapse`` model has no climate
+    input, so its equilibrium response to warming is taken as 1:1 (MAGT + warming)."""
     if p[P_MODEL] == MODEL_TTOP:
         n_t = thawing_n_factor(p[P_NT], p[P_SOLAR], solar)
         return ttop_pixel(fdd, tdd, p[P_NF], n_t, p[P_RK], p[P_PERIOD])
-    return lapse_magt_pixel(z, slope, aspect, p[P_RN], p[P_RS], p[P_ZREF], p[P_MAGTREF], p[P_SINFULL])
+    return (lapse_magt_pixel(z, slope, aspect, p[P_RN], p[P_RS], p[P_ZREF], p[P_MAGTREF], p[P_SINFULL])
+            + warming_c)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -180,7 +184,8 @@ def scenario_kernel(p, z, slope, aspect, solar, t_ref, z_ref, lapse, method, del
             for k in range(nd):
                 air_monthly_at(t_ref[:, r, c], z_ref[r, c], zz, lapse, deltas[k, :, r, c], t)
                 f, th = degree_days(t, method)
-                m = magt_pixel(p, f, th, zz, slope[r, c], aspect[r, c], solar[r, c])
+                w = maat_from_monthly(deltas[k, :, r, c])
+                m = magt_pixel(p, f, th, zz, slope[r, c], aspect[r, c], solar[r, c], w)
                 if math.isnan(m + f):  # no climate or no delta here: nodata, never a class
                     magt_out[k, r, c] = np.nan
                     class_out[k, r, c] = CLASS_NODATA
