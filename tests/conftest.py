@@ -29,8 +29,9 @@ def config(raw_config) -> dict:
     return prepare(copy.deepcopy(raw_config))
 
 
-def tiny_raw_config(raw: dict, *, bbox=(101.0, 36.5, 102.0, 37.5), res_arcsec=60, tile_px=32,
-                    run="tiny") -> dict:
+def tiny_raw_config(
+    raw: dict, *, bbox=(101.0, 36.5, 102.0, 37.5), res_arcsec=60, tile_px=32, run="tiny"
+) -> dict:
     cfg = copy.deepcopy(raw)
     cfg["run"] = run
     cfg["region"]["bbox"] = list(bbox)

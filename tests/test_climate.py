@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from permamap.climate import (
-    DAYS_IN_MONTH,
     METHOD_MONTHLY,
     METHOD_SINUSOID,
     StationForcing,

@@ -65,15 +65,27 @@ def _del(path):
 
 
 BAD = [
-    (_set("ground.model", "magic"), "ground.model = 'magic' is not allowed; allowed: 'ttop', 'lapse'"),
+    (
+        _set("ground.model", "magic"),
+        "ground.model = 'magic' is not allowed; allowed: 'ttop', 'lapse'",
+    ),
     (_set("ground.ttop.nfactor", 1), "unknown key 'nfactor' in ground.ttop"),
     (_set("bogus", 1), "unknown key 'bogus' in <top level>"),
-    (_set("region.resolution_arcsec", -30), "region.resolution_arcsec = -30 is out of range; must be > 0"),
-    (_set("region.resolution_arcsec", "30m"), "region.resolution_arcsec = '30m' has the wrong type"),
+    (
+        _set("region.resolution_arcsec", -30),
+        "region.resolution_arcsec = -30 is out of range; must be > 0",
+    ),
+    (
+        _set("region.resolution_arcsec", "30m"),
+        "region.resolution_arcsec = '30m' has the wrong type",
+    ),
     (_set("region.bbox", [103.5, 35, 99.5, 39]), "need -180 <= west < east <= 180"),
     (_set("region.bbox", [99.5, 35, 103.5, 95]), "need -90 <= south < north <= 90"),
     (_set("region.bbox", [99.5, 35, 103.5]), "region.bbox"),
-    (_set("horizons", [1990, 2050]), "horizons contains 1990, which is not after climate.baseline_year = 1995"),
+    (
+        _set("horizons", [1990, 2050]),
+        "horizons contains 1990, which is not after climate.baseline_year = 1995",
+    ),
     (_set("climate.lapse_rate_c_per_m", 5.6), "climate.lapse_rate_c_per_m = 5.6 is not valid"),
     (_set("climate.station.lat", 95), "climate.station.lat = 95 is out of range; must be <= 90"),
     (_del("climate.station.july_c"), "needs monthly_c (12 values) or both january_c and july_c"),
@@ -82,11 +94,18 @@ BAD = [
     (_del("region"), "'region' is a required property"),
     (_set("dem.source", "file"), "dem.path is required when dem.source is 'file'"),
     (_set("scenarios.ssp126", {"label": "x"}), "scenario 'ssp126' has no warming for horizon 2050"),
-    (_set("scenarios.ssp126.overrides", {"ground": {"ttop": {"n_thawing": 9}}}),
-     "config error in scenario 'ssp126': ground.ttop.n_thawing = 9 is out of range"),
-    (_set("scenarios.ssp126.overrides", {"ground": {"nonexistent": 1}}),
-     "config error in scenario 'ssp126': override of unknown key 'ground.nonexistent'"),
-    (_set("scenarios.ssp126.overrides", {"region": {"bbox": [0, 0, 1, 1]}}), "which must be the same for every scenario"),
+    (
+        _set("scenarios.ssp126.overrides", {"ground": {"ttop": {"n_thawing": 9}}}),
+        "config error in scenario 'ssp126': ground.ttop.n_thawing = 9 is out of range",
+    ),
+    (
+        _set("scenarios.ssp126.overrides", {"ground": {"nonexistent": 1}}),
+        "config error in scenario 'ssp126': override of unknown key 'ground.nonexistent'",
+    ),
+    (
+        _set("scenarios.ssp126.overrides", {"region": {"bbox": [0, 0, 1, 1]}}),
+        "which must be the same for every scenario",
+    ),
 ]
 
 

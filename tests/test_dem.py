@@ -46,8 +46,16 @@ def test_qinghai_lake_surface_elevation(config, tmp_path):
 
 def test_dem_without_crs(config, tmp_path):
     p = tmp_path / "nocrs.tif"
-    with rasterio.open(p, "w", driver="GTiff", width=10, height=10, count=1, dtype="float32",
-                       transform=Affine(0.1, 0, 101, 0, -0.1, 37)) as dst:
+    with rasterio.open(
+        p,
+        "w",
+        driver="GTiff",
+        width=10,
+        height=10,
+        count=1,
+        dtype="float32",
+        transform=Affine(0.1, 0, 101, 0, -0.1, 37),
+    ) as dst:
         dst.write(np.full((1, 10, 10), 3000, np.float32))
     config["dem"].update(source="file", path=str(p))
     with pytest.raises(InputDataError, match=r"has no CRS; assign one"):
@@ -56,9 +64,18 @@ def test_dem_without_crs(config, tmp_path):
 
 
 def _write(p, data, west=101.0, north=37.0, res=0.1, crs="EPSG:4326"):
-    with rasterio.open(p, "w", driver="GTiff", width=data.shape[1], height=data.shape[0], count=1,
-                       dtype="float32", crs=crs, transform=Affine(res, 0, west, 0, -res, north),
-                       nodata=-9999) as dst:
+    with rasterio.open(
+        p,
+        "w",
+        driver="GTiff",
+        width=data.shape[1],
+        height=data.shape[0],
+        count=1,
+        dtype="float32",
+        crs=crs,
+        transform=Affine(res, 0, west, 0, -res, north),
+        nodata=-9999,
+    ) as dst:
         dst.write(data.astype(np.float32)[None])
 
 
@@ -98,7 +115,7 @@ def test_nodata_holes_stay_nodata(config, tmp_path):
         z = src.read(1)
     hole = z[HALO_PX + 4, HALO_PX + 4]
     assert hole == -9999.0
-    assert (z[z != -9999.0] == pytest.approx(3000.0))
+    assert z[z != -9999.0] == pytest.approx(3000.0)
 
 
 def test_metres_labelled_as_degrees(config, tmp_path):
@@ -123,10 +140,12 @@ def test_projected_dem_is_warped_to_the_geographic_grid(config, tmp_path):
 
     x0, y0 = Transformer.from_crs("EPSG:4326", "EPSG:32647", always_xy=True).transform(101.3, 36.5)
     p = tmp_path / "utm.tif"
-    _write(p, np.full((200, 200), 3300.0), west=x0 - 3000, north=y0 + 3000, res=30.0, crs="EPSG:32647")
+    _write(
+        p, np.full((200, 200), 3300.0), west=x0 - 3000, north=y0 + 3000, res=30.0, crs="EPSG:32647"
+    )
     config["dem"].update(source="file", path=str(p), resampling="bilinear")
     out = tmp_path / "out.tif"
     build_dem(_tiny(config, (101.28, 36.48, 101.32, 36.52), res=10), out)
     with rasterio.open(out) as src:
         z = src.read(1)
-    assert (z == pytest.approx(3300.0))
+    assert z == pytest.approx(3300.0)

@@ -25,7 +25,9 @@ def test_ttop_by_hand_permafrost_branch():
 
 def test_ttop_by_hand_thawed_branch():
     # numerator positive -> (n_t TDD - n_f FDD / r_k) / P = (2200 - 700/0.9) / 365
-    assert ttop_pixel(1000.0, 2000.0, 0.7, 1.1, 0.9, 365.0) == pytest.approx((2200 - 700 / 0.9) / 365)
+    assert ttop_pixel(1000.0, 2000.0, 0.7, 1.1, 0.9, 365.0) == pytest.approx(
+        (2200 - 700 / 0.9) / 365
+    )
 
 
 def test_ttop_sign_changes_exactly_where_r_k_n_t_tdd_equals_n_f_fdd():
@@ -66,8 +68,19 @@ def test_classes():
 
 @pytest.mark.parametrize(
     ("magt", "code"),
-    [(-7.0, 1), (-5.01, 1), (-5.0, 2), (-3.01, 2), (-3.0, 3), (-1.5, 4), (-0.51, 4),
-     (-0.5, 5), (-0.01, 5), (0.0, 0), (2.0, 0)],
+    [
+        (-7.0, 1),
+        (-5.01, 1),
+        (-5.0, 2),
+        (-3.01, 2),
+        (-3.0, 3),
+        (-1.5, 4),
+        (-0.51, 4),
+        (-0.5, 5),
+        (-0.01, 5),
+        (0.0, 0),
+        (2.0, 0),
+    ],
 )
 def test_stability_thresholds_cheng_1984(magt, code):
     assert stability_pixel(magt, -5.0, -3.0, -1.5, -0.5) == code
@@ -149,7 +162,12 @@ def test_stefan_active_layer_by_hand(config):
     assert alt[0, 0] == pytest.approx(np.sqrt(2 * 1.2 * 1100 * 86400 / 8.35e7), rel=1e-9)
     # seasonal frost: n_f FDD = 0.7 * 1500 = 1050 C day with the frozen conductivity 1.6
     assert freeze[0, 1] == pytest.approx(np.sqrt(2 * 1.6 * 1050 * 86400 / 8.35e7), rel=1e-9)
-    assert np.isnan(alt[0, 1]) and np.isnan(alt[0, 2]) and np.isnan(freeze[0, 0]) and np.isnan(freeze[0, 2])
+    assert (
+        np.isnan(alt[0, 1])
+        and np.isnan(alt[0, 2])
+        and np.isnan(freeze[0, 0])
+        and np.isnan(freeze[0, 2])
+    )
 
 
 def _landscape(n=12, seed=5):

@@ -5,7 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from permamap.lower_limit import SECTORS, Histograms, aspect_sector, logistic_lower_limit, table_rows
+from permamap.lower_limit import (
+    SECTORS,
+    Histograms,
+    aspect_sector,
+    logistic_lower_limit,
+    table_rows,
+)
 
 
 def test_sectors():

@@ -5,7 +5,6 @@ import hashlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +13,6 @@ import pytest
 import rasterio
 import yaml
 from affine import Affine
-
 from conftest import tiny_raw_config
 from test_workflow import SNAKEMAKE, _copy_workflow
 
@@ -49,8 +47,9 @@ def _checksums(work: Path) -> dict:
 def reference(tmp_path_factory, repo):
     work = tmp_path_factory.mktemp("ref")
     args = _setup(repo, work)
-    proc = subprocess.run([SNAKEMAKE, "--cores", "2", *args], cwd=work, capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        [SNAKEMAKE, "--cores", "2", *args], cwd=work, capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     sums = _checksums(work)
     assert len(sums) > 20
@@ -59,17 +58,26 @@ def reference(tmp_path_factory, repo):
 
 def test_same_results_with_one_core(repo, tmp_path, reference):
     args = _setup(repo, tmp_path)
-    proc = subprocess.run([SNAKEMAKE, "--cores", "1", *args], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        [SNAKEMAKE, "--cores", "1", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _checksums(tmp_path) == reference
 
 
 def test_killed_run_resumes_to_identical_outputs(repo, tmp_path, reference):
     args = _setup(repo, tmp_path)
-    proc = subprocess.Popen([SNAKEMAKE, "--cores", "2", *args], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [SNAKEMAKE, "--cores", "2", *args],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     tiles = tmp_path / "resources" / "tiny" / "tiles"
     deadline = time.time() + 300
     # kill the whole process group hard (like a node failure) once some tiles are done
@@ -84,8 +92,13 @@ def test_killed_run_resumes_to_identical_outputs(repo, tmp_path, reference):
             src.read()
     # a killed Snakemake leaves its lock; the documented fix is --unlock, then run again
     subprocess.run([SNAKEMAKE, "--unlock", *args], cwd=tmp_path, capture_output=True, timeout=300)
-    again = subprocess.run([SNAKEMAKE, "--cores", "2", *args], cwd=tmp_path, capture_output=True,
-                           text=True, timeout=900)
+    again = subprocess.run(
+        [SNAKEMAKE, "--cores", "2", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert _checksums(tmp_path) == reference
     assert not [p for p in tmp_path.rglob("*") if ".part" in p.name]
@@ -98,17 +111,31 @@ def test_all_nodata_tile_stays_nodata(repo, tmp_path):
     data = np.full((120, 120), 3600.0, np.float32)
     data += np.linspace(0, 600, 120, dtype=np.float32)[:, None]
     data[:, :60] = -9999.0
-    with rasterio.open(dem, "w", driver="GTiff", width=120, height=120, count=1, dtype="float32",
-                       crs="EPSG:4326", transform=Affine(1 / 120, 0, 100.9, 0, -1 / 120, 37.3),
-                       nodata=-9999.0) as dst:
+    with rasterio.open(
+        dem,
+        "w",
+        driver="GTiff",
+        width=120,
+        height=120,
+        count=1,
+        dtype="float32",
+        crs="EPSG:4326",
+        transform=Affine(1 / 120, 0, 100.9, 0, -1 / 120, 37.3),
+        nodata=-9999.0,
+    ) as dst:
         dst.write(data[None])
     args = _setup(repo, tmp_path)
     cfg = yaml.safe_load((tmp_path / "config" / "t.yaml").read_text())
     cfg["region"]["bbox"] = [101.0, 36.5, 101.8, 37.2]
     cfg["dem"] = {"source": "file", "path": str(dem), "resampling": "bilinear"}
     (tmp_path / "config" / "t.yaml").write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([SNAKEMAKE, "--cores", "2", *args], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        [SNAKEMAKE, "--cores", "2", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "results" / "tiny"
     with rasterio.open(out / "baseline" / "class.tif") as src:

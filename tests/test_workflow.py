@@ -15,10 +15,9 @@ import pandas as pd
 import pytest
 import rasterio
 import yaml
+from conftest import tiny_raw_config
 from pyproj import Geod
 from rio_cogeo.cogeo import cog_validate
-
-from conftest import tiny_raw_config
 
 pytestmark = pytest.mark.workflow
 
@@ -41,8 +40,15 @@ def tiny_run(tmp_path_factory, repo):
     cfg["scenarios"] = {"ssp245": raw["scenarios"]["ssp245"], "ssp585": raw["scenarios"]["ssp585"]}
     cfg["horizons"] = [2050, 2100]
     (work / "config" / "tiny.yaml").write_text(yaml.safe_dump(cfg))
-    cmd = [SNAKEMAKE, "--cores", "2", "--configfile", "config/tiny.yaml", "--workflow-profile",
-           "workflow/profiles/default"]
+    cmd = [
+        SNAKEMAKE,
+        "--cores",
+        "2",
+        "--configfile",
+        "config/tiny.yaml",
+        "--workflow-profile",
+        "workflow/profiles/default",
+    ]
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-5000:]
     return work, cfg, cmd
@@ -50,8 +56,9 @@ def tiny_run(tmp_path_factory, repo):
 
 def test_dry_run_lists_one_job_per_tile_and_stage(repo, tmp_path):
     _copy_workflow(repo, tmp_path)
-    proc = subprocess.run([SNAKEMAKE, "-n", "--cores", "2"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [SNAKEMAKE, "-n", "--cores", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout + proc.stderr
     # default sample: 4 x 4 degrees at 30" = 480 px, 120 px tiles -> 16 tiles
@@ -62,7 +69,9 @@ def test_dry_run_lists_one_job_per_tile_and_stage(repo, tmp_path):
 
 
 def test_lint_is_clean(repo):
-    proc = subprocess.run([SNAKEMAKE, "--lint"], cwd=repo, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [SNAKEMAKE, "--lint"], cwd=repo, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Congratulations" in proc.stdout + proc.stderr
 
@@ -71,8 +80,13 @@ def test_bad_config_stops_before_any_job(repo, tmp_path):
     _copy_workflow(repo, tmp_path)
     bad = tmp_path / "config" / "bad.yaml"
     bad.write_text("ground:\n  model: magic\n")
-    proc = subprocess.run([SNAKEMAKE, "-n", "--cores", "1", "--configfile", "config/bad.yaml"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [SNAKEMAKE, "-n", "--cores", "1", "--configfile", "config/bad.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0
     assert "ground.model = 'magic' is not allowed; allowed: 'ttop', 'lapse'" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -81,10 +95,16 @@ def test_bad_config_stops_before_any_job(repo, tmp_path):
 def _expected_rasters(cfg):
     files = [f"terrain/{p}.tif" for p in ("elevation", "slope", "aspect", "solar")]
     files += [f"climate/{p}.tif" for p in ("maat", "fdd", "tdd")]
-    files += [f"baseline/{p}.tif" for p in ("magt", "class", "stability", "alt", "freeze_depth",
-                                            "probability", "zone")]
-    files += [f"scenarios/{s}/{h}/{p}.tif" for s in cfg["scenarios"] for h in cfg["horizons"]
-              for p in ("magt", "class")]
+    files += [
+        f"baseline/{p}.tif"
+        for p in ("magt", "class", "stability", "alt", "freeze_depth", "probability", "zone")
+    ]
+    files += [
+        f"scenarios/{s}/{h}/{p}.tif"
+        for s in cfg["scenarios"]
+        for h in cfg["horizons"]
+        for p in ("magt", "class")
+    ]
     return files
 
 
@@ -134,8 +154,9 @@ def test_area_table_sums_to_the_region_area(tiny_run):
     work, cfg, _ = tiny_run
     df = pd.read_csv(work / "results" / cfg["run"] / "tables" / "areas.csv")
     west, south, east, north = BBOX
-    area, _ = Geod(ellps="WGS84").polygon_area_perimeter([west, east, east, west],
-                                                         [south, south, north, north])
+    area, _ = Geod(ellps="WGS84").polygon_area_perimeter(
+        [west, east, east, west], [south, south, north, north]
+    )
     for (scen, hor), grp in df.groupby(["scenario", "horizon"]):
         assert grp["area_km2"].sum() == pytest.approx(abs(area) / 1e6, rel=1e-3), (scen, hor)
         assert grp["share"].sum() == pytest.approx(1.0, abs=1e-5)

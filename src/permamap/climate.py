@@ -48,7 +48,9 @@ METHOD_MONTHLY = 1
 METHODS = {"sinusoid": METHOD_SINUSOID, "monthly": METHOD_MONTHLY}
 
 
-def sinusoid_monthly_means(maat_c: float, amplitude_c: float, peak_day: float = SINUSOID_PEAK_DAY) -> np.ndarray:
+def sinusoid_monthly_means(
+    maat_c: float, amplitude_c: float, peak_day: float = SINUSOID_PEAK_DAY
+) -> np.ndarray:
     """Monthly means of T(t) = MAAT + A cos(2 pi (t - t_peak) / 365), exact month averages.
 
     The average of the cosine over a month [t0, t1] is
@@ -250,9 +252,17 @@ def resample_bilinear(data: np.ndarray, transform, crs, grid) -> np.ndarray:
     from .grid import CRS
 
     out = np.full((data.shape[0], grid.height, grid.width), np.nan, np.float64)
-    reproject(np.ascontiguousarray(data, np.float64), out, src_transform=transform, src_crs=crs,
-              src_nodata=np.nan, dst_transform=grid.transform, dst_crs=CRS, dst_nodata=np.nan,
-              resampling=Resampling.bilinear)
+    reproject(
+        np.ascontiguousarray(data, np.float64),
+        out,
+        src_transform=transform,
+        src_crs=crs,
+        src_nodata=np.nan,
+        dst_transform=grid.transform,
+        dst_crs=CRS,
+        dst_nodata=np.nan,
+        resampling=Resampling.bilinear,
+    )
     return out
 
 
@@ -279,9 +289,11 @@ class GridForcing:
         self.lapse = lapse_rates_c_per_m(clim["lapse_rate_c_per_m"])
         self.method = METHODS[clim.get("degree_days", "sinusoid")]
         self._t, self._t_tr, self._t_crs = read_monthly_raster(
-            tavg_path, what=f"{self.name} monthly temperature")
+            tavg_path, what=f"{self.name} monthly temperature"
+        )
         z, self._z_tr, self._z_crs = read_monthly_raster(
-            elev_path, what=f"{self.name} elevation", count=1)
+            elev_path, what=f"{self.name} elevation", count=1
+        )
         self._z = z
 
     def fields(self, grid):
@@ -331,5 +343,7 @@ def compute_climate(z: np.ndarray, forcing, delta_c: float = 0.0, grid=None):
     fdd = np.empty_like(z)
     tdd = np.empty_like(z)
     amp = np.empty_like(z)
-    climate_kernel(z, t_ref, z_ref, forcing.lapse, float(delta_c), forcing.method, maat, fdd, tdd, amp)
+    climate_kernel(
+        z, t_ref, z_ref, forcing.lapse, float(delta_c), forcing.method, maat, fdd, tdd, amp
+    )
     return maat, fdd, tdd, amp

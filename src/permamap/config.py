@@ -24,7 +24,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def schema_path() -> Path:
-    return Path(os.environ.get("PERMAMAP_SCHEMA", REPO_ROOT / "workflow/schemas/config.schema.yaml"))
+    return Path(
+        os.environ.get("PERMAMAP_SCHEMA", REPO_ROOT / "workflow/schemas/config.schema.yaml")
+    )
 
 
 def load_schema() -> dict:
@@ -129,7 +131,9 @@ def deep_merge(base: dict, override: dict, *, path: str = "", strict: bool = Tru
     for k, v in override.items():
         here = f"{path}.{k}" if path else k
         if strict and k not in out:
-            raise ConfigError(f"override of unknown key {here!r}; it does not exist in the base config")
+            raise ConfigError(
+                f"override of unknown key {here!r}; it does not exist in the base config"
+            )
         if isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = deep_merge(out[k], v, path=here, strict=strict)
         else:
@@ -157,8 +161,12 @@ def _check_semantics(config: dict, where: str) -> None:
     if clim["source"] == "station":
         st = clim.get("station")
         if not st:
-            raise ConfigError(f"config error: climate.station is required when climate.source is 'station'{where}")
-        if st.get("monthly_c") is None and (st.get("january_c") is None or st.get("july_c") is None):
+            raise ConfigError(
+                f"config error: climate.station is required when climate.source is 'station'{where}"
+            )
+        if st.get("monthly_c") is None and (
+            st.get("january_c") is None or st.get("july_c") is None
+        ):
             raise ConfigError(
                 "config error: climate.station needs monthly_c (12 values) or both january_c and "
                 f"july_c for the annual cycle{where}"
@@ -261,7 +269,9 @@ def load(path: str | os.PathLike) -> dict:
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(raw).__name__}")
+        raise ConfigError(
+            f"config file {path} must hold a mapping of keys, not {type(raw).__name__}"
+        )
     return prepare(raw, source=str(path))
 
 

@@ -61,7 +61,9 @@ def read_pvlib_window(west: float, south: float, east: float, north: float, marg
     c1 = min(4320, int(np.ceil((east + 180.0) / PVLIB_RES_DEG)) + margin)
     with h5py.File(pvlib_altitude_path(), "r") as f:
         raw = f["Altitude"][r0:r1, c0:c1]
-    transform = Affine(PVLIB_RES_DEG, 0, -180.0 + c0 * PVLIB_RES_DEG, 0, -PVLIB_RES_DEG, 90.0 - r0 * PVLIB_RES_DEG)
+    transform = Affine(
+        PVLIB_RES_DEG, 0, -180.0 + c0 * PVLIB_RES_DEG, 0, -PVLIB_RES_DEG, 90.0 - r0 * PVLIB_RES_DEG
+    )
     return decode_pvlib_altitude(raw), transform
 
 
@@ -120,7 +122,11 @@ def _check_crs_units(path, crs, bounds) -> None:
             f"({left:.0f}, {bottom:.0f}, {right:.0f}, {top:.0f}) look like metres; assign the "
             "projected CRS it was made in (e.g. its UTM zone)"
         )
-    if crs.is_projected and max(abs(left), abs(right), abs(bottom), abs(top)) <= 360 and (right - left) < 10:
+    if (
+        crs.is_projected
+        and max(abs(left), abs(right), abs(bottom), abs(top)) <= 360
+        and (right - left) < 10
+    ):
         raise InputDataError(
             f"DEM file {path} declares a projected CRS ({crs.to_string()}) but its coordinates "
             f"({left:.4f}, {bottom:.4f}, {right:.4f}, {top:.4f}) look like degrees; assign "
@@ -132,7 +138,9 @@ def check_elevations(z: np.ndarray, source: str) -> None:
     """Reject rasters that cannot be elevations in metres (feet, decimetres, all nodata)."""
     finite = np.isfinite(z)
     if not finite.any():
-        raise InputDataError(f"DEM from {source} has no valid pixel inside the region; check region.bbox")
+        raise InputDataError(
+            f"DEM from {source} has no valid pixel inside the region; check region.bbox"
+        )
     lo, hi = float(np.nanmin(z)), float(np.nanmax(z))
     if lo < ELEVATION_RANGE_M[0] or hi > ELEVATION_RANGE_M[1]:
         raise InputDataError(
@@ -142,7 +150,11 @@ def check_elevations(z: np.ndarray, source: str) -> None:
         )
     share = 1.0 - finite.mean()
     if share > 0:
-        log.warning("DEM from %s: %.2f %% of pixels are nodata; they stay nodata in every product", source, 100 * share)
+        log.warning(
+            "DEM from %s: %.2f %% of pixels are nodata; they stay nodata in every product",
+            source,
+            100 * share,
+        )
 
 
 def build_dem(config: dict, out_path: str | Path, *, threads: int = 2) -> None:

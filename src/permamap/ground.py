@@ -62,7 +62,9 @@ P_SOLAR = 14
 N_PARAMS = 15
 
 
-@nb.vectorize(["float64(float64, float64, float64)", "float32(float32, float32, float32)"], cache=True)
+@nb.vectorize(
+    ["float64(float64, float64, float64)", "float32(float32, float32, float32)"], cache=True
+)
 def thawing_n_factor(n_thawing, solar_effect, solar_index):
     """n_t,eff = n_t * max(0, 1 + e_solar (SI - 1)) (module docstring); NaN propagates."""
     f = 1.0 + solar_effect * (solar_index - 1.0)
@@ -137,8 +139,10 @@ def magt_pixel(p, fdd, tdd, z, slope, aspect, solar, warming_c=0.0):
     if p[P_MODEL] == MODEL_TTOP:
         n_t = thawing_n_factor(p[P_NT], p[P_SOLAR], solar)
         return ttop_pixel(fdd, tdd, p[P_NF], n_t, p[P_RK], p[P_PERIOD])
-    return (lapse_magt_pixel(z, slope, aspect, p[P_RN], p[P_RS], p[P_ZREF], p[P_MAGTREF], p[P_SINFULL])
-            + warming_c)
+    return (
+        lapse_magt_pixel(z, slope, aspect, p[P_RN], p[P_RS], p[P_ZREF], p[P_MAGTREF], p[P_SINFULL])
+        + warming_c
+    )
 
 
 @nb.njit(cache=True, nogil=True)
@@ -162,7 +166,9 @@ def ground_kernel(p, z, slope, aspect, solar, fdd, tdd, magt_out, class_out, sta
 
 
 @nb.njit(cache=True, nogil=True)
-def scenario_kernel(p, z, slope, aspect, solar, t_ref, z_ref, lapse, method, deltas, magt_out, class_out):
+def scenario_kernel(
+    p, z, slope, aspect, solar, t_ref, z_ref, lapse, method, deltas, magt_out, class_out
+):
     """Fused air temperature -> degree-days -> MAGT -> class for every warming in ``deltas``.
 
     One pass over the block: the terrain and elevation of a pixel are read once and all
@@ -195,7 +201,9 @@ def scenario_kernel(p, z, slope, aspect, solar, t_ref, z_ref, lapse, method, del
 
 
 @nb.njit(cache=True, nogil=True)
-def probability_kernel(samples, lapse_samples, z, slope, aspect, solar, t_ref, z_ref, method, prob_out):
+def probability_kernel(
+    samples, lapse_samples, z, slope, aspect, solar, t_ref, z_ref, method, prob_out
+):
     """Permafrost probability (percent, uint8) over a Monte Carlo parameter ensemble.
 
     ``samples``: (n, N_PARAMS) parameter vectors, ``lapse_samples``: (n, 12) air lapse rates;
@@ -296,7 +304,9 @@ def ipa_zone(probability_pct: np.ndarray) -> np.ndarray:
     1 continuous >= 90, 2 discontinuous 50-90, 3 sporadic 10-50, 4 isolated 0-10 (> 0),
     0 none (probability 0), 255 nodata (Brown et al. 1997, IPA circum-Arctic map)."""
     p = np.asarray(probability_pct)
-    z = np.select([p == CLASS_NODATA, p >= 90, p >= 50, p >= 10, p > 0], [CLASS_NODATA, 1, 2, 3, 4], 0)
+    z = np.select(
+        [p == CLASS_NODATA, p >= 90, p >= 50, p >= 10, p > 0], [CLASS_NODATA, 1, 2, 3, 4], 0
+    )
     return z.astype(np.uint8)
 
 
@@ -372,8 +382,18 @@ def compute_probability(config: dict, forcing, z, slope, aspect, solar=None, gri
     samples, lapse = sample_parameters(config, forcing.lapse)
     t_ref, z_ref = forcing.fields(grid if grid is not None else _ShapeGrid(z.shape))
     prob = np.empty(z.shape, np.uint8)
-    probability_kernel(samples, lapse, z, _f64(slope), _f64(aspect), _solar_or_flat(solar, z.shape),
-                       t_ref, z_ref, forcing.method, prob)
+    probability_kernel(
+        samples,
+        lapse,
+        z,
+        _f64(slope),
+        _f64(aspect),
+        _solar_or_flat(solar, z.shape),
+        t_ref,
+        z_ref,
+        forcing.method,
+        prob,
+    )
     return prob
 
 
@@ -390,23 +410,36 @@ def active_layer(config: dict, cls, fdd, tdd, solar=None, maat=None, amplitude=N
 
     g = config["ground"]
     soil = g["active_layer"]
-    latent = al.volumetric_latent_heat_j_per_m3(soil["water_content_m3_per_m3"], soil["unfrozen_water_m3_per_m3"])
+    latent = al.volumetric_latent_heat_j_per_m3(
+        soil["water_content_m3_per_m3"], soil["unfrozen_water_m3_per_m3"]
+    )
     cls = np.asarray(cls)
     pf = cls == PERMAFROST
     sfg = cls == SEASONALLY_FROZEN
     if soil["method"] == "stefan":
         tt = g["ttop"]
-        n_t = thawing_n_factor(tt["n_thawing"], tt["solar_effect"], _solar_or_flat(solar, cls.shape))
+        n_t = thawing_n_factor(
+            tt["n_thawing"], tt["solar_effect"], _solar_or_flat(solar, cls.shape)
+        )
         thaw = al.stefan_depth_block(_f64(n_t * _f64(tdd)), soil["k_thawed_w_per_m_k"], latent)
-        freeze = al.stefan_depth_block(_f64(tt["n_freezing"] * _f64(fdd)), soil["k_frozen_w_per_m_k"], latent)
+        freeze = al.stefan_depth_block(
+            _f64(tt["n_freezing"] * _f64(fdd)), soil["k_frozen_w_per_m_k"], latent
+        )
         return np.where(pf, thaw, np.nan), np.where(sfg, freeze, np.nan)
     c_t = al.soil_volumetric_heat_capacity_j_per_m3_k(soil["water_content_m3_per_m3"], False)
-    c_f = al.soil_volumetric_heat_capacity_j_per_m3_k(soil["water_content_m3_per_m3"], True,
-                                                      unfrozen_water=soil["unfrozen_water_m3_per_m3"])
-    res = al.kudryavtsev(_f64(maat), _f64(amplitude), k_thawed_w_per_m_k=soil["k_thawed_w_per_m_k"],
-                         k_frozen_w_per_m_k=soil["k_frozen_w_per_m_k"], c_thawed_j_per_m3_k=c_t,
-                         c_frozen_j_per_m3_k=c_f, latent_heat_j_per_m3=latent,
-                         snow_depth_m=soil["snow_depth_m"])
+    c_f = al.soil_volumetric_heat_capacity_j_per_m3_k(
+        soil["water_content_m3_per_m3"], True, unfrozen_water=soil["unfrozen_water_m3_per_m3"]
+    )
+    res = al.kudryavtsev(
+        _f64(maat),
+        _f64(amplitude),
+        k_thawed_w_per_m_k=soil["k_thawed_w_per_m_k"],
+        k_frozen_w_per_m_k=soil["k_frozen_w_per_m_k"],
+        c_thawed_j_per_m3_k=c_t,
+        c_frozen_j_per_m3_k=c_f,
+        latent_heat_j_per_m3=latent,
+        snow_depth_m=soil["snow_depth_m"],
+    )
     depth = np.asarray(res.depth_m, np.float64)
     ttop_k = np.asarray(res.ttop_c, np.float64)
     return np.where(pf & (ttop_k < 0), depth, np.nan), np.where(sfg & (ttop_k >= 0), depth, np.nan)

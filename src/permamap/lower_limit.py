@@ -25,7 +25,9 @@ from .terrain import FLAT_ASPECT
 SECTORS = ["flat", "N", "NE", "E", "SE", "S", "SW", "W", "NW"]
 
 
-def aspect_sector(aspect_deg: np.ndarray, slope_deg: np.ndarray, flat_slope_deg: float) -> np.ndarray:
+def aspect_sector(
+    aspect_deg: np.ndarray, slope_deg: np.ndarray, flat_slope_deg: float
+) -> np.ndarray:
     """Sector index: 0 flat (slope < flat_slope_deg or aspect -1), 1 N (337.5-22.5), ..., 8 NW."""
     a = np.asarray(aspect_deg, np.float64)
     idx = (np.floor(((a + 22.5) % 360.0) / 45.0).astype(np.int64) % 8) + 1
@@ -51,7 +53,9 @@ class Histograms:
         self.total += np.bincount(flat_idx, weights=w[valid], minlength=n).reshape(self.total.shape)
         pf = valid & is_permafrost
         flat_pf = sector[pf] * self.n_bands + band[pf]
-        self.permafrost += np.bincount(flat_pf, weights=w[pf], minlength=n).reshape(self.total.shape)
+        self.permafrost += np.bincount(flat_pf, weights=w[pf], minlength=n).reshape(
+            self.total.shape
+        )
 
     def centres(self) -> np.ndarray:
         return self.z0 + (np.arange(self.n_bands) + 0.5) * self.band_m
@@ -91,12 +95,24 @@ def logistic_lower_limit(centres_m, permafrost_km2, total_km2):
     return mean - std * b0 / b1, "ok"
 
 
-def accumulate(hist: Histograms, grid: Grid, elevation_path, slope_path, aspect_path, class_path,
-               flat_slope_deg: float, block_rows: int = 512) -> None:
+def accumulate(
+    hist: Histograms,
+    grid: Grid,
+    elevation_path,
+    slope_path,
+    aspect_path,
+    class_path,
+    flat_slope_deg: float,
+    block_rows: int = 512,
+) -> None:
     """Stream the rasters in row blocks into ``hist``."""
     areas = grid.row_pixel_areas_km2()
-    with rasterio.open(elevation_path) as ze, rasterio.open(slope_path) as sl, \
-            rasterio.open(aspect_path) as asp, rasterio.open(class_path) as cl:
+    with (
+        rasterio.open(elevation_path) as ze,
+        rasterio.open(slope_path) as sl,
+        rasterio.open(aspect_path) as asp,
+        rasterio.open(class_path) as cl,
+    ):
         for r0 in range(0, grid.height, block_rows):
             h = min(block_rows, grid.height - r0)
             win = Window(0, r0, grid.width, h)
@@ -104,7 +120,12 @@ def accumulate(hist: Histograms, grid: Grid, elevation_path, slope_path, aspect_
             s = sl.read(1, window=win)
             a = asp.read(1, window=win)
             c = cl.read(1, window=win)
-            valid = (z != FLOAT_NODATA) & (s != FLOAT_NODATA) & (a != FLOAT_NODATA) & (c != CLASS_NODATA)
+            valid = (
+                (z != FLOAT_NODATA)
+                & (s != FLOAT_NODATA)
+                & (a != FLOAT_NODATA)
+                & (c != CLASS_NODATA)
+            )
             sector = aspect_sector(a, s, flat_slope_deg)
             hist.add(z, sector, c == PERMAFROST, valid, areas[r0 : r0 + h, None])
 
@@ -118,9 +139,16 @@ def table_rows(hist: Histograms, scenario: str, horizon, warming_c: float) -> li
         has_pf = np.nonzero(pf > 0)[0]
         lowest = float(hist.z0 + has_pf[0] * hist.band_m) if len(has_pf) else math.nan
         rows.append(
-            dict(scenario=scenario, horizon=horizon, warming_c=round(warming_c, 4), sector=name,
-                 lower_limit_m=round(z50, 1) if math.isfinite(z50) else math.nan,
-                 lowest_permafrost_band_m=lowest, permafrost_km2=round(float(pf.sum()), 3),
-                 area_km2=round(float(tot.sum()), 3), status=status)
+            dict(
+                scenario=scenario,
+                horizon=horizon,
+                warming_c=round(warming_c, 4),
+                sector=name,
+                lower_limit_m=round(z50, 1) if math.isfinite(z50) else math.nan,
+                lowest_permafrost_band_m=lowest,
+                permafrost_km2=round(float(pf.sum()), 3),
+                area_km2=round(float(tot.sum()), 3),
+                status=status,
+            )
         )
     return rows

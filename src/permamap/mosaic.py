@@ -55,11 +55,22 @@ def vrt_xml(grid: Grid, product: Product, sources: list[tuple[Tile, str, int]]) 
     return "\n".join(parts) + "\n"
 
 
-def mosaic_product(grid: Grid, tiles: list[Tile], tile_paths: list[str], band_name: str,
-                   product: Product, out_path: str | Path, *, tags: dict,
-                   compress: str = "deflate", threads: int = 2) -> None:
+def mosaic_product(
+    grid: Grid,
+    tiles: list[Tile],
+    tile_paths: list[str],
+    band_name: str,
+    product: Product,
+    out_path: str | Path,
+    *,
+    tags: dict,
+    compress: str = "deflate",
+    threads: int = 2,
+) -> None:
     """Write ``out_path`` (COG, written atomically) from band ``band_name`` of every tile file."""
-    sources = [(t, str(p), band_index(p, band_name)) for t, p in zip(tiles, tile_paths, strict=True)]
+    sources = [
+        (t, str(p), band_index(p, band_name)) for t, p in zip(tiles, tile_paths, strict=True)
+    ]
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     all_tags = {"product": product.name, "units": product.units, **tags}

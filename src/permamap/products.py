@@ -69,8 +69,12 @@ class Product:
 
 
 PRODUCTS = {
-    "elevation": Product("elevation", "float32", FLOAT_NODATA, "m", "Elevation of the working DEM (m a.s.l.)"),
-    "slope": Product("slope", "float32", FLOAT_NODATA, "degree", "Slope (Horn 1981, true metric cell sizes)"),
+    "elevation": Product(
+        "elevation", "float32", FLOAT_NODATA, "m", "Elevation of the working DEM (m a.s.l.)"
+    ),
+    "slope": Product(
+        "slope", "float32", FLOAT_NODATA, "degree", "Slope (Horn 1981, true metric cell sizes)"
+    ),
     "aspect": Product(
         "aspect",
         "float32",
@@ -87,10 +91,16 @@ PRODUCTS = {
         "Solar exposure index: clear-sky thaw-season beam radiation on the slope / on flat ground",
     ),
     "maat": Product("maat", "float32", FLOAT_NODATA, "degC", "Mean annual air temperature"),
-    "fdd": Product("fdd", "float32", FLOAT_NODATA, "degC day", "Air freezing index (freezing degree-days)"),
-    "tdd": Product("tdd", "float32", FLOAT_NODATA, "degC day", "Air thawing index (thawing degree-days)"),
+    "fdd": Product(
+        "fdd", "float32", FLOAT_NODATA, "degC day", "Air freezing index (freezing degree-days)"
+    ),
+    "tdd": Product(
+        "tdd", "float32", FLOAT_NODATA, "degC day", "Air thawing index (thawing degree-days)"
+    ),
     "magt": Product("magt", "float32", FLOAT_NODATA, "degC", "Mean annual ground temperature"),
-    "alt": Product("alt", "float32", FLOAT_NODATA, "m", "Active layer thickness (permafrost pixels only)"),
+    "alt": Product(
+        "alt", "float32", FLOAT_NODATA, "m", "Active layer thickness (permafrost pixels only)"
+    ),
     "freeze_depth": Product(
         "freeze_depth",
         "float32",

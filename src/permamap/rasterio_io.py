@@ -30,7 +30,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # ".part" before the real extension, so tools that guess the format by extension still can
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".part" + path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=suffix or ".part" + path.suffix, dir=path.parent
+    )
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -47,8 +49,16 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
                 leftover.unlink()
 
 
-def gtiff_profile(grid: Grid, count: int, dtype: str, nodata, *, compress: str = "deflate",
-                  threads: int = 2, block: int = 256) -> dict:
+def gtiff_profile(
+    grid: Grid,
+    count: int,
+    dtype: str,
+    nodata,
+    *,
+    compress: str = "deflate",
+    threads: int = 2,
+    block: int = 256,
+) -> dict:
     tiled = grid.width >= block and grid.height >= block
     profile = dict(
         driver="GTiff",
@@ -91,15 +101,27 @@ def provenance_tags(config: dict | None = None, **extra) -> dict:
     return tags
 
 
-def write_bands(path, arrays: np.ndarray, grid: Grid, *, dtype: str, nodata,
-                descriptions: Sequence[str], units: Sequence[str] | None = None,
-                tags: dict | None = None, compress: str = "deflate", threads: int = 2,
-                colormap_: dict | None = None) -> None:
+def write_bands(
+    path,
+    arrays: np.ndarray,
+    grid: Grid,
+    *,
+    dtype: str,
+    nodata,
+    descriptions: Sequence[str],
+    units: Sequence[str] | None = None,
+    tags: dict | None = None,
+    compress: str = "deflate",
+    threads: int = 2,
+    colormap_: dict | None = None,
+) -> None:
     """Write a (bands, rows, cols) array to a GeoTIFF atomically."""
     arrays = np.asarray(arrays)
     if arrays.ndim == 2:
         arrays = arrays[None]
-    profile = gtiff_profile(grid, arrays.shape[0], dtype, nodata, compress=compress, threads=threads)
+    profile = gtiff_profile(
+        grid, arrays.shape[0], dtype, nodata, compress=compress, threads=threads
+    )
     with atomic_path(path) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(arrays.astype(dtype, copy=False))
@@ -131,8 +153,15 @@ def band_index(path, description: str) -> int:
     raise InputDataError(f"{path} has no band described as {description!r}")
 
 
-def to_cog(src_path, dst_path, product: Product, *, compress: str = "deflate", threads: int = 2,
-           tags: dict | None = None) -> None:
+def to_cog(
+    src_path,
+    dst_path,
+    product: Product,
+    *,
+    compress: str = "deflate",
+    threads: int = 2,
+    tags: dict | None = None,
+) -> None:
     """Write a Cloud-Optimized GeoTIFF with overviews from any GDAL dataset (e.g. a VRT).
 
     Uses GDAL's COG driver (the one rio-cogeo calls with ``use_cog_driver=True``) directly,
@@ -169,7 +198,8 @@ def _with_metadata(vrt_path, tags: dict):
 
     path = Path(vrt_path)
     items = "".join(
-        f'    <MDI key="{html.escape(str(k))}">{html.escape(str(v))}</MDI>\n' for k, v in sorted(tags.items())
+        f'    <MDI key="{html.escape(str(k))}">{html.escape(str(v))}</MDI>\n'
+        for k, v in sorted(tags.items())
     )
     text = path.read_text()
     head, sep, rest = text.partition("\n")

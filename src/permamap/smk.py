@@ -23,8 +23,12 @@ def _setup(smk) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if smk.log:
         handlers.append(logging.FileHandler(str(smk.log[0]), mode="w"))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        handlers=handlers, force=True)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
 
 
 def _scenario_class_inputs(smk, config) -> dict:
@@ -68,19 +72,46 @@ def dispatch(smk) -> None:
         steps.scenarios_tile(config, inp.terrain, wc.tile, out.magt, out.cls, threads=th)
     elif step == "mosaic":
         for band, product, path in zip(smk.params.bands, smk.params.products, out, strict=True):
-            steps.mosaic(config, list(inp.tiles), band, product, path, threads=th, **smk.params.tags)
+            steps.mosaic(
+                config, list(inp.tiles), band, product, path, threads=th, **smk.params.tags
+            )
     elif step == "mosaic_scenario":
         s, h = wc.scenario, int(wc.horizon)
         label = steps.band_label(s, h)
-        steps.mosaic(config, list(inp.magt), label, "magt", out.magt, threads=th,
-                     scenario=s, horizon=h, warming_c=smk.params.warming_c)
-        steps.mosaic(config, list(inp.cls), label, "class", out.cls, threads=th,
-                     scenario=s, horizon=h, warming_c=smk.params.warming_c)
+        steps.mosaic(
+            config,
+            list(inp.magt),
+            label,
+            "magt",
+            out.magt,
+            threads=th,
+            scenario=s,
+            horizon=h,
+            warming_c=smk.params.warming_c,
+        )
+        steps.mosaic(
+            config,
+            list(inp.cls),
+            label,
+            "class",
+            out.cls,
+            threads=th,
+            scenario=s,
+            horizon=h,
+            warming_c=smk.params.warming_c,
+        )
     elif step == "areas":
         steps.areas_table(config, inp.baseline, _scenario_class_inputs(smk, config), out[0])
     elif step == "lower_limit":
-        steps.lower_limit_table(config, inp.elevation, inp.slope, inp.aspect, inp.baseline,
-                                _scenario_class_inputs(smk, config), out[0])
+        steps.lower_limit_table(
+            config,
+            inp.elevation,
+            inp.slope,
+            inp.aspect,
+            inp.baseline,
+            _scenario_class_inputs(smk, config),
+            out[0],
+        )
     elif step == "figures":
         plots.quicklooks(config, inp, out)
     else:

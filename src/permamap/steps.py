@@ -23,7 +23,8 @@ import logging
 import numpy as np
 import rasterio
 
-from . import climate, config as cfgmod
+from . import climate
+from . import config as cfgmod
 from .grid import HALO_PX, Grid, find_tile, tile_halo_window
 from .mosaic import mosaic_product
 from .products import CLASS_NODATA, FLOAT_NODATA, PRODUCTS
@@ -67,9 +68,17 @@ def tile_dem(config: dict, dem_path, tile_id: str, out_path, threads: int = 2) -
     win = tile_halo_window(tile)
     z = read_bands(dem_path, window=win)[0]
     sub = grid.expanded(HALO_PX).subgrid(win)
-    write_bands(out_path, _f32(z), sub, dtype="float32", nodata=FLOAT_NODATA,
-                descriptions=["elevation"], units=["m"], tags={"tile": tile_id, "halo_px": HALO_PX},
-                threads=threads)
+    write_bands(
+        out_path,
+        _f32(z),
+        sub,
+        dtype="float32",
+        nodata=FLOAT_NODATA,
+        descriptions=["elevation"],
+        units=["m"],
+        tags={"tile": tile_id, "halo_px": HALO_PX},
+        threads=threads,
+    )
 
 
 # -- terrain --------------------------------------------------------------------------------
@@ -96,15 +105,17 @@ def climate_tile(config: dict, terrain_path, tile_id: str, out_path, threads: in
 # -- ground ---------------------------------------------------------------------------------
 
 
-def ground_tile(config: dict, terrain_path, climate_path, tile_id: str, out_magt, out_class,
-                threads: int = 2) -> None:
+def ground_tile(
+    config: dict, terrain_path, climate_path, tile_id: str, out_magt, out_class, threads: int = 2
+) -> None:
     """Baseline MAGT, ALT, freezing depth, class, stability, probability and zone of a tile,
     chunk-wise (:mod:`permamap.blocks`; the degree-days are recomputed per chunk with the
     same kernel, so they are the bits of ``climate.tif``)."""
     from . import blocks
 
-    blocks.ground_tile(config, terrain_path, climate_path, tile_id, out_magt, out_class,
-                       threads=threads)
+    blocks.ground_tile(
+        config, terrain_path, climate_path, tile_id, out_magt, out_class, threads=threads
+    )
 
 
 # -- scenarios ------------------------------------------------------------------------------
@@ -125,14 +136,26 @@ def scenario_delta_fields(config: dict, name: str, grid: Grid) -> np.ndarray:
         paths = [cmip6_delta_path(config, name, h) for h in config["horizons"]]
         return climate.delta_fields_from_rasters(paths, grid)
     warming = cfgmod.scenario_warming_c(config, name)
-    return climate.uniform_delta_fields([warming[h] for h in config["horizons"]],
-                                        (grid.height, grid.width))
+    return climate.uniform_delta_fields(
+        [warming[h] for h in config["horizons"]], (grid.height, grid.width)
+    )
 
 
-def scenarios_tile(config: dict, terrain_path, tile_id: str, out_magt, out_class,
-                   threads: int = 2, *, climate_path=None, ground_magt_path=None,
-                   ground_class_path=None, out_degradation=None, fit_path=None,
-                   transient_path=None) -> None:
+def scenarios_tile(
+    config: dict,
+    terrain_path,
+    tile_id: str,
+    out_magt,
+    out_class,
+    threads: int = 2,
+    *,
+    climate_path=None,
+    ground_magt_path=None,
+    ground_class_path=None,
+    out_degradation=None,
+    fit_path=None,
+    transient_path=None,
+) -> None:
     """All scenarios x horizons of one tile in one job (fused kernel per scenario).
 
     ``response.mode: equilibrium`` needs only ``terrain_path``; with ``out_degradation`` it also
@@ -144,33 +167,75 @@ def scenarios_tile(config: dict, terrain_path, tile_id: str, out_magt, out_class
 
     grid, tile = _tile(config, tile_id)
     core = grid.subgrid(tile.window)
-    out = tile_scenarios(config, core, terrain_path, climate_path=climate_path,
-                         ground_magt_path=ground_magt_path, ground_class_path=ground_class_path,
-                         fit_path=fit_path, transient_path=transient_path,
-                         degradation=out_degradation is not None)
+    out = tile_scenarios(
+        config,
+        core,
+        terrain_path,
+        climate_path=climate_path,
+        ground_magt_path=ground_magt_path,
+        ground_class_path=ground_class_path,
+        fit_path=fit_path,
+        transient_path=transient_path,
+        degradation=out_degradation is not None,
+    )
     labels = scenario_band_labels(config)
     tags = {"tile": tile_id}
-    write_bands(out_magt, _f32(out["magt"]), core, dtype="float32", nodata=FLOAT_NODATA,
-                descriptions=labels, units=["degC"] * len(labels), tags=tags, threads=threads)
-    write_bands(out_class, out["class"], core, dtype="uint8", nodata=CLASS_NODATA,
-                descriptions=labels, tags=tags, threads=threads)
+    write_bands(
+        out_magt,
+        _f32(out["magt"]),
+        core,
+        dtype="float32",
+        nodata=FLOAT_NODATA,
+        descriptions=labels,
+        units=["degC"] * len(labels),
+        tags=tags,
+        threads=threads,
+    )
+    write_bands(
+        out_class,
+        out["class"],
+        core,
+        dtype="uint8",
+        nodata=CLASS_NODATA,
+        descriptions=labels,
+        tags=tags,
+        threads=threads,
+    )
     if out_degradation is not None:
-        write_bands(out_degradation, out["degradation"], core, dtype="uint8", nodata=CLASS_NODATA,
-                    descriptions=labels, tags=tags, threads=threads)
+        write_bands(
+            out_degradation,
+            out["degradation"],
+            core,
+            dtype="uint8",
+            nodata=CLASS_NODATA,
+            descriptions=labels,
+            tags=tags,
+            threads=threads,
+        )
 
 
 # -- mosaics --------------------------------------------------------------------------------
 
 
-def mosaic(config: dict, tile_paths: list, band: str, product: str, out_path, threads: int = 2,
-           **tags) -> None:
+def mosaic(
+    config: dict, tile_paths: list, band: str, product: str, out_path, threads: int = 2, **tags
+) -> None:
     """One product of the whole region from a band of every tile (COG)."""
     grid = Grid.from_config(config)
     tiles = grid.tiles(config["tiles"]["size_px"])
     if len(tiles) != len(tile_paths):
         raise ValueError(f"expected {len(tiles)} tile files, got {len(tile_paths)}")
-    mosaic_product(grid, tiles, [str(p) for p in tile_paths], band, PRODUCTS[product], out_path,
-                   tags=provenance_tags(config, **tags), compress=_compress(config), threads=threads)
+    mosaic_product(
+        grid,
+        tiles,
+        [str(p) for p in tile_paths],
+        band,
+        PRODUCTS[product],
+        out_path,
+        tags=provenance_tags(config, **tags),
+        compress=_compress(config),
+        threads=threads,
+    )
 
 
 # -- tables ---------------------------------------------------------------------------------
@@ -215,17 +280,24 @@ def areas_table(config: dict, baseline_class, scenario_classes: dict, out_csv) -
         label = "baseline" if scen == "baseline" else config["scenarios"][scen].get("label", scen)
         for code in codes:
             rows.append(
-                dict(scenario=scen, label=label, horizon=horizon, warming_c=round(warming, 4),
-                     class_code=code, class_name=GROUND_CLASSES[code][0],
-                     area_km2=round(areas[code], 3),
-                     share=round(areas[code] / total, 6) if total else 0.0)
+                dict(
+                    scenario=scen,
+                    label=label,
+                    horizon=horizon,
+                    warming_c=round(warming, 4),
+                    class_code=code,
+                    class_name=GROUND_CLASSES[code][0],
+                    area_km2=round(areas[code], 3),
+                    share=round(areas[code] / total, 6) if total else 0.0,
+                )
             )
     with atomic_path(out_csv) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
 
 
-def lower_limit_table(config: dict, elevation, slope, aspect, baseline_class,
-                      scenario_classes: dict, out_csv) -> None:
+def lower_limit_table(
+    config: dict, elevation, slope, aspect, baseline_class, scenario_classes: dict, out_csv
+) -> None:
     """``tables/lower_limit_by_aspect.csv`` for the baseline and every scenario x horizon."""
     import pandas as pd
 

@@ -85,7 +85,11 @@ def slope_aspect(z_with_halo: np.ndarray, dx_m: np.ndarray, dy_m: np.ndarray):
     slope = np.empty((ny, nx), np.float32)
     aspect = np.empty((ny, nx), np.float32)
     horn_slope_aspect_kernel(
-        z, np.ascontiguousarray(dx_m, np.float64), np.ascontiguousarray(dy_m, np.float64), slope, aspect
+        z,
+        np.ascontiguousarray(dx_m, np.float64),
+        np.ascontiguousarray(dy_m, np.float64),
+        slope,
+        aspect,
     )
     return slope, aspect
 
