@@ -135,9 +135,9 @@ def test_bad_retrieve_config_is_one_readable_line(mod, message):
 def test_cmip6_horizon_outside_the_periods_is_a_config_error():
     raw = xining_raw()
     raw["horizons"] = [2050, 2150]
-    cfg = prepare(raw)
-    with pytest.raises(ConfigError, match="horizon 2150 has no WorldClim CMIP6 period"):
-        retrieve.plan(cfg)
+    # caught when the config is prepared (permamap validate-config sees it too), naming the scenario
+    with pytest.raises(ConfigError, match=r"in scenario 'ssp\d+': horizon 2150 has no WorldClim CMIP6 period"):
+        prepare(raw)
 
 
 def test_reference_names_must_be_unique():
