@@ -14,6 +14,11 @@ setup: $(STAMP)
 # The venv is reused when present; reinstalled when pyproject.toml changes.
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "permamap needs Python 3.11 ($(PYTHON) not found)"; exit 1; }
+	@# gdaldem (Debian gdal-bin) is the independent reference of a slope/aspect test and of the
+	@# benchmark; installed when missing and possible (root + apt), otherwise that test skips.
+	@command -v gdaldem >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gdal-bin) \
+		>/dev/null 2>&1; } || echo "note: gdal-bin not installed; the gdaldem cross-check test will skip"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
