@@ -43,6 +43,18 @@ def _setup(repo, work: Path, **overrides) -> list[str]:
     ]
 
 
+def _run(work: Path, args: list[str], cores: int = 2) -> None:
+    """Run the workflow to completion in ``work`` and fail with its stderr if it does not."""
+    proc = subprocess.run(
+        [SNAKEMAKE, "--cores", str(cores), *args],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def _checksums(work: Path) -> dict:
     """sha256 of every raster and table (the determinism contract: bit-identical rasters and
     tables; GeoPackages and catalogs carry write timestamps by their formats' design)."""
@@ -57,10 +69,7 @@ def _checksums(work: Path) -> dict:
 def reference(tmp_path_factory, repo):
     work = tmp_path_factory.mktemp("ref")
     args = _setup(repo, work)
-    proc = subprocess.run(
-        [SNAKEMAKE, "--cores", "2", *args], cwd=work, capture_output=True, text=True, timeout=900
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _run(work, args, cores=2)
     sums = _checksums(work)
     assert len(sums) >= 12
     return sums
@@ -68,14 +77,7 @@ def reference(tmp_path_factory, repo):
 
 def test_same_results_with_one_core(repo, tmp_path, reference):
     args = _setup(repo, tmp_path)
-    proc = subprocess.run(
-        [SNAKEMAKE, "--cores", "1", *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _run(tmp_path, args, cores=1)
     assert _checksums(tmp_path) == reference
 
 
@@ -102,14 +104,7 @@ def test_killed_run_resumes_to_identical_outputs(repo, tmp_path, reference):
             src.read()
     # a killed Snakemake leaves its lock; the documented fix is --unlock, then run again
     subprocess.run([SNAKEMAKE, "--unlock", *args], cwd=tmp_path, capture_output=True, timeout=300)
-    again = subprocess.run(
-        [SNAKEMAKE, "--cores", "2", *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert again.returncode == 0, again.stderr[-3000:]
+    _run(tmp_path, args, cores=2)
     assert _checksums(tmp_path) == reference
     assert not [p for p in tmp_path.rglob("*") if ".part" in p.name]
 
@@ -139,14 +134,7 @@ def test_all_nodata_tile_stays_nodata(repo, tmp_path):
     cfg["region"]["bbox"] = [101.0, 36.5, 101.8, 37.2]
     cfg["dem"] = {"source": "file", "path": str(dem), "resampling": "bilinear"}
     (tmp_path / "config" / "t.yaml").write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run(
-        [SNAKEMAKE, "--cores", "2", *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _run(tmp_path, args, cores=2)
     out = tmp_path / "results" / "tiny"
     with rasterio.open(out / "baseline" / "class.tif") as src:
         cls = src.read(1)

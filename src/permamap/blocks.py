@@ -276,6 +276,12 @@ def slope_aspect_dask(z_halo, dx_rows, dy_rows, chunk_px: int) -> da.Array:
         (r0, r1), _ = block_info[None]["array-location"][1:]
         return np.stack(terrain.slope_aspect(zb, dx_rows[r0:r1], dy_rows[r0:r1]))
 
+    return _stencil_map(block, z, 2, ny, nx, chunk_px)
+
+
+def _stencil_map(block, z, n_bands: int, ny: int, nx: int, chunk_px: int) -> da.Array:
+    """``map_overlap`` of a haloed (ny + 2, nx + 2) dask DEM with depth = the Horn halo; each
+    block returns (n_bands, rows, cols) float32 of its core."""
     return da.map_overlap(
         block,
         z,
@@ -283,7 +289,7 @@ def slope_aspect_dask(z_halo, dx_rows, dy_rows, chunk_px: int) -> da.Array:
         boundary="none",
         trim=False,
         new_axis=0,
-        chunks=((2,), output_chunks(ny, chunk_px), output_chunks(nx, chunk_px)),
+        chunks=((n_bands,), output_chunks(ny, chunk_px), output_chunks(nx, chunk_px)),
         dtype=np.float32,
         meta=np.empty((0, 0, 0), np.float32),
     )
@@ -318,17 +324,7 @@ def terrain_stack(
         r0 = block_info[None]["array-location"][1][0]
         return terrain_block(zb, r0, lat, dx, dy, config)
 
-    return da.map_overlap(
-        block,
-        z,
-        depth=HALO_PX,
-        boundary="none",
-        trim=False,
-        new_axis=0,
-        chunks=((4,), output_chunks(ny, chunk_px), output_chunks(nx, chunk_px)),
-        dtype=np.float32,
-        meta=np.empty((0, 0, 0), np.float32),
-    )
+    return _stencil_map(block, z, 4, ny, nx, chunk_px)
 
 
 # -- per-pixel model ------------------------------------------------------------------------
