@@ -33,7 +33,9 @@ def load_schema() -> dict:
     """The main schema plus one section per file in ``sections/`` beside it.
 
     ``sections/<key>.schema.yaml`` is the schema of the optional top-level key ``<key>``
-    (e.g. ``download``, ``validation``), so each stage owns its section.
+    (e.g. ``download``, ``validation``), so each stage owns its section;
+    ``sections/<key>.<subkey>.schema.yaml`` is the schema of ``<key>.<subkey>`` inside an
+    object section of the main schema (e.g. ``ground.surface``).
     """
     path = schema_path()
     if not path.exists():
@@ -43,10 +45,17 @@ def load_schema() -> dict:
         )
     schema = yaml.safe_load(path.read_text())
     for section in sorted((path.parent / "sections").glob("*.schema.yaml")):
-        key = section.name.removesuffix(".schema.yaml")
-        if key in schema["properties"]:
+        *parents, key = section.name.removesuffix(".schema.yaml").split(".")
+        props = schema["properties"]
+        for parent in parents:
+            if parent not in props or "properties" not in props[parent]:
+                raise ConfigError(
+                    f"schema section {section}: {parent!r} is not an object of {path}"
+                )
+            props = props[parent]["properties"]
+        if key in props:
             raise ConfigError(f"schema section {section} duplicates key {key!r} of {path}")
-        schema["properties"][key] = yaml.safe_load(section.read_text())
+        props[key] = yaml.safe_load(section.read_text())
     return schema
 
 
@@ -122,6 +131,11 @@ def _normalise(config: dict) -> dict:
     for scen in (config.get("scenarios") or {}).values():
         if isinstance(scen, dict) and isinstance(scen.get("warming_c"), dict):
             scen["warming_c"] = {str(k): v for k, v in scen["warming_c"].items()}
+    surface = (config.get("ground") or {}).get("surface")
+    if isinstance(surface, dict) and isinstance(surface.get("land_cover_classes"), dict):
+        surface["land_cover_classes"] = {
+            str(k): v for k, v in surface["land_cover_classes"].items()
+        }
     return config
 
 
@@ -185,6 +199,9 @@ def _check_semantics(config: dict, where: str) -> None:
                 f"config error: horizons contains {h}, which is not after climate.baseline_year "
                 f"= {base_year}{where}"
             )
+    from .surface import check_config as check_surface
+
+    check_surface(config, where)
     th = config["classes"]["stability_thresholds_c"]
     if any(b <= a for a, b in zip(th, th[1:], strict=False)):
         raise ConfigError(
@@ -249,6 +266,16 @@ def prepare(config: dict, *, source: str | None = None) -> dict:
                     f"config error: scenario {name!r} overrides {sorted(forbidden)}, which must be "
                     f"the same for every scenario{where}"
                 )
+            from .surface import PER_RUN_KEYS
+
+            surf = ((overrides.get("ground") or {}).get("surface")) or {}
+            for key in PER_RUN_KEYS:
+                if key in surf:
+                    raise ConfigError(
+                        f"config error: scenario {name!r} overrides ground.surface.{key}, which "
+                        f"is the same for every scenario (a scenario may change the types' "
+                        f"parameters){where}"
+                    )
             try:
                 merged = deep_merge(cfg, overrides)
                 validate(merged, source=source)
