@@ -254,3 +254,103 @@ def test_lapse_model_responds_to_warming_one_to_one(config):
     magt, _ = compute_scenarios(cfg, StationForcing(cfg), z, slope, aspect, [0.0, 1.5])
     finite = np.isfinite(magt[0])
     np.testing.assert_allclose(magt[1][finite] - magt[0][finite], 1.5, atol=1e-12)
+
+
+# -- surface types (issue 5 interface) ----------------------------------------------------------
+
+SURFACE_MULT = np.array([[1.0, 1.0, 1.0], [0.8, 1.3, 0.7]])
+
+
+def _surface_config(config, row):
+    """The config whose own TTOP parameters are those of surface type ``row``."""
+    cfg = copy.deepcopy(config)
+    tt = cfg["ground"]["ttop"]
+    tt["n_freezing"] *= SURFACE_MULT[row, 0]
+    tt["n_thawing"] *= SURFACE_MULT[row, 1]
+    tt["conductivity_ratio"] *= SURFACE_MULT[row, 2]
+    return cfg
+
+
+def test_two_surface_types_each_get_the_magt_of_their_own_parameters(config):
+    z, slope, aspect, solar = _landscape(16, seed=9)
+    surface = (np.add.outer(np.arange(16), np.arange(16)) % 2).astype(np.uint8)
+    forcing = StationForcing(config)
+    _, fdd, tdd, _ = compute_climate(z, forcing)
+    kw = dict(surface=surface, surface_mult=SURFACE_MULT)
+    magt, cls, stab = compute_ground(config, z, slope, aspect, fdd, tdd, solar=solar, **kw)
+    smagt, scls = compute_scenarios(
+        config, forcing, z, slope, aspect, [0.0, 2.0], solar=solar, **kw
+    )
+    alt, frz = active_layer(config, cls, fdd, tdd, solar=solar, **kw)
+    for row in (0, 1):
+        cfg = _surface_config(config, row)
+        here = surface == row
+        m, c, s = compute_ground(cfg, z, slope, aspect, fdd, tdd, solar=solar)
+        sm, sc = compute_scenarios(cfg, forcing, z, slope, aspect, [0.0, 2.0], solar=solar)
+        a, f = active_layer(cfg, c, fdd, tdd, solar=solar)
+        np.testing.assert_array_equal(magt[here], m[here])
+        np.testing.assert_array_equal(cls[here], c[here])
+        np.testing.assert_array_equal(stab[here], s[here])
+        np.testing.assert_array_equal(smagt[:, here], sm[:, here])
+        np.testing.assert_array_equal(scls[:, here], sc[:, here])
+        np.testing.assert_array_equal(alt[here], a[here])
+        np.testing.assert_array_equal(frz[here], f[here])
+    # the types differ (lower n_f, higher n_t and lower r_k: warmer ground)
+    assert (
+        magt[surface == 1]
+        > compute_ground(config, z, slope, aspect, fdd, tdd, solar=solar)[0][surface == 1]
+    ).all()
+
+
+def test_surface_types_in_the_probability_ensemble(config):
+    z, slope, aspect, solar = _landscape(14, seed=4)
+    surface = (np.arange(14)[:, None] % 2 * np.ones((1, 14))).astype(np.uint8)
+    forcing = StationForcing(config)
+    prob = compute_probability(
+        config, forcing, z, slope, aspect, solar=solar, surface=surface, surface_mult=SURFACE_MULT
+    )
+    # Ranges of the multiplied parameters scale with the multiplier: a config whose draws are
+    # the multiplied draws (same seed, same sorted keys, ranges times the multiplier) is the
+    # independent run of that type.
+    for row in (0, 1):
+        cfg = _surface_config(config, row)
+        ranges = cfg["ground"]["probability"]["ranges"]
+        for key, col in (("n_freezing", 0), ("n_thawing", 1), ("conductivity_ratio", 2)):
+            if key in ranges:
+                ranges[key] = [v * SURFACE_MULT[row, col] for v in ranges[key]]
+        p = compute_probability(cfg, forcing, z, slope, aspect, solar=solar)
+        here = surface == row
+        np.testing.assert_array_equal(prob[here], p[here])
+
+
+def test_default_surface_is_bit_identical_to_type_zero_of_a_unit_table(config):
+    z, slope, aspect, solar = _landscape(10, seed=2)
+    forcing = StationForcing(config)
+    _, fdd, tdd, _ = compute_climate(z, forcing)
+    zeros = np.zeros(z.shape, np.uint8)
+    kw = dict(surface=zeros, surface_mult=[[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]])
+    for a, b in zip(
+        compute_ground(config, z, slope, aspect, fdd, tdd, solar=solar),
+        compute_ground(config, z, slope, aspect, fdd, tdd, solar=solar, **kw),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("surface", "mult", "match"),
+    [
+        (np.full((2, 3), 2, np.uint8), SURFACE_MULT, "surface index 2 is outside"),
+        (np.full((2, 3), -1, np.int16), SURFACE_MULT, "surface index -1 is outside"),
+        (np.zeros((3, 2), np.uint8), SURFACE_MULT, r"surface has shape \(3, 2\)"),
+        (np.zeros((2, 3)), SURFACE_MULT, "surface has dtype float64"),
+        (np.zeros((2, 3), np.uint8), np.ones((2, 2)), r"surface_mult has shape \(2, 2\)"),
+        (np.zeros((2, 3), np.uint8), [[1.0, 0.0, 1.0]], "finite and > 0"),
+        (np.zeros((2, 3), np.uint8), [[1.0, np.nan, 1.0]], "finite and > 0"),
+    ],
+)
+def test_bad_surface_input_is_named(config, surface, mult, match):
+    z = np.full((2, 3), 3500.0)
+    flat = np.zeros_like(z)
+    with pytest.raises(ValueError, match=match):
+        compute_ground(config, z, flat, flat - 1, flat, flat, surface=surface, surface_mult=mult)

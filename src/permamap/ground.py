@@ -35,6 +35,21 @@ south-facing slopes, Bayan Har Mountains)::
 so flat ground uses the mean rate and slopes steeper than ``full_contrast_slope_deg`` facing
 due north/south get the full rates.
 
+Surface types: the TTOP parameters may vary by surface type (land cover: meadow, barren,
+shrub, ...). Every kernel and wrapper takes a per-pixel surface index ``surface`` ((ny, nx)
+uint8, s in [0, n_surface)) and a multiplier table ``surface_mult`` ((n_surface, 3) float64,
+finite and > 0) of (n_freezing, n_thawing, conductivity_ratio); a pixel of type s uses::
+
+    n_f = n_freezing * surface_mult[s, 0]
+    n_t = n_thawing * surface_mult[s, 1]      (then the solar adjustment above)
+    r_k = conductivity_ratio * surface_mult[s, 2]
+
+(for the Monte Carlo ensemble, each member's drawn value times the multiplier). With the
+defaults ``surface=None, surface_mult=None`` every pixel is type 0 of the table [[1, 1, 1]]
+(a zero-stride array, no memory), which is bit-identical to uniform parameters (x * 1.0 == x).
+The ``lapse`` model has no n-factors and ignores the surface; in :func:`active_layer` the
+Stefan method uses the pixel's n_f and n_t, Kudryavtsev uses neither.
+
 Classes (DESIGN.md 4.5): perennial permafrost where MAGT < 0; seasonally frozen ground where
 MAGT >= 0 and the air freezes in winter (FDD > 0); unfrozen otherwise. Thermal stability of
 permafrost (Cheng 1984): extremely stable < -5.0 <= stable < -3.0 <= sub-stable < -1.5 <=
@@ -132,13 +147,21 @@ def stability_pixel(magt, th0, th1, th2, th3):
 
 
 @nb.njit(cache=True, nogil=True)
-def magt_pixel(p, fdd, tdd, z, slope, aspect, solar, warming_c=0.0):
-    """MAGT (C) of the configured model. ``warming_c`` (annual-mean air warming vs the baseline)
-    enters ``ttop`` through the degree-days already; the empirical ``lapse`` model has no climate
+def surface_params(p, surf_mult, s):
+    """(n_f, n_t, r_k) of surface type ``s``: the parameter vector's values times the row ``s``
+    of ``surf_mult`` (module docstring; n_t before the solar adjustment)."""
+    return p[P_NF] * surf_mult[s, 0], p[P_NT] * surf_mult[s, 1], p[P_RK] * surf_mult[s, 2]
+
+
+@nb.njit(cache=True, nogil=True)
+def magt_pixel(p, n_f, n_t, r_k, fdd, tdd, z, slope, aspect, solar, warming_c=0.0):
+    """MAGT (C) of the configured model with the pixel's n-factors and conductivity ratio
+    (:func:`surface_params`). ``warming_c`` (annual-mean air warming vs the baseline) enters
+    ``ttop`` through the degree-days already; the empirical ``lapse`` model has no climate
     input, so its equilibrium response to warming is taken as 1:1 (MAGT + warming)."""
     if p[P_MODEL] == MODEL_TTOP:
-        n_t = thawing_n_factor(p[P_NT], p[P_SOLAR], solar)
-        return ttop_pixel(fdd, tdd, p[P_NF], n_t, p[P_RK], p[P_PERIOD])
+        n_t_eff = thawing_n_factor(n_t, p[P_SOLAR], solar)
+        return ttop_pixel(fdd, tdd, n_f, n_t_eff, r_k, p[P_PERIOD])
     return (
         lapse_magt_pixel(z, slope, aspect, p[P_RN], p[P_RS], p[P_ZREF], p[P_MAGTREF], p[P_SINFULL])
         + warming_c
@@ -146,8 +169,11 @@ def magt_pixel(p, fdd, tdd, z, slope, aspect, solar, warming_c=0.0):
 
 
 @nb.njit(cache=True, nogil=True)
-def ground_kernel(p, z, slope, aspect, solar, fdd, tdd, magt_out, class_out, stab_out):
-    """MAGT, class and stability from degree-days and terrain (NaN nodata in any input)."""
+def ground_kernel(
+    p, z, slope, aspect, solar, fdd, tdd, surf, surf_mult, magt_out, class_out, stab_out
+):
+    """MAGT, class and stability from degree-days and terrain (NaN nodata in any input);
+    ``surf`` (ny, nx) uint8 surface index into ``surf_mult`` (n_surface, 3)."""
     ny, nx = z.shape
     for r in range(ny):
         for c in range(nx):
@@ -159,7 +185,8 @@ def ground_kernel(p, z, slope, aspect, solar, fdd, tdd, magt_out, class_out, sta
                 class_out[r, c] = CLASS_NODATA
                 stab_out[r, c] = CLASS_NODATA
                 continue
-            m = magt_pixel(p, f, t, z[r, c], slope[r, c], aspect[r, c], solar[r, c])
+            n_f, n_t, r_k = surface_params(p, surf_mult, surf[r, c])
+            m = magt_pixel(p, n_f, n_t, r_k, f, t, z[r, c], slope[r, c], aspect[r, c], solar[r, c])
             magt_out[r, c] = m
             class_out[r, c] = classify_pixel(m, f)
             stab_out[r, c] = stability_pixel(m, p[P_TH0], p[P_TH0 + 1], p[P_TH0 + 2], p[P_TH0 + 3])
@@ -167,14 +194,27 @@ def ground_kernel(p, z, slope, aspect, solar, fdd, tdd, magt_out, class_out, sta
 
 @nb.njit(cache=True, nogil=True)
 def scenario_kernel(
-    p, z, slope, aspect, solar, t_ref, z_ref, lapse, method, deltas, magt_out, class_out
+    p,
+    z,
+    slope,
+    aspect,
+    solar,
+    t_ref,
+    z_ref,
+    lapse,
+    method,
+    deltas,
+    surf,
+    surf_mult,
+    magt_out,
+    class_out,
 ):
     """Fused air temperature -> degree-days -> MAGT -> class for every warming in ``deltas``.
 
     One pass over the block: the terrain and elevation of a pixel are read once and all
     scenario horizons are computed from them. ``deltas``: (n, 12, ny, nx) monthly air warming
-    (C; zero-stride broadcast arrays for uniform warming); ``magt_out``/``class_out``:
-    (n, ny, nx).
+    (C; zero-stride broadcast arrays for uniform warming); ``surf``/``surf_mult``: surface
+    types (module docstring); ``magt_out``/``class_out``: (n, ny, nx).
     """
     ny, nx = z.shape
     nd = deltas.shape[0]
@@ -187,11 +227,14 @@ def scenario_kernel(
                     magt_out[k, r, c] = np.nan
                     class_out[k, r, c] = CLASS_NODATA
                 continue
+            n_f, n_t, r_k = surface_params(p, surf_mult, surf[r, c])
             for k in range(nd):
                 air_monthly_at(t_ref[:, r, c], z_ref[r, c], zz, lapse, deltas[k, :, r, c], t)
                 f, th = degree_days(t, method)
                 w = maat_from_monthly(deltas[k, :, r, c])
-                m = magt_pixel(p, f, th, zz, slope[r, c], aspect[r, c], solar[r, c], w)
+                m = magt_pixel(
+                    p, n_f, n_t, r_k, f, th, zz, slope[r, c], aspect[r, c], solar[r, c], w
+                )
                 if math.isnan(m + f):  # no climate or no delta here: nodata, never a class
                     magt_out[k, r, c] = np.nan
                     class_out[k, r, c] = CLASS_NODATA
@@ -202,12 +245,13 @@ def scenario_kernel(
 
 @nb.njit(cache=True, nogil=True)
 def probability_kernel(
-    samples, lapse_samples, z, slope, aspect, solar, t_ref, z_ref, method, prob_out
+    samples, lapse_samples, z, slope, aspect, solar, t_ref, z_ref, method, surf, surf_mult, prob_out
 ):
     """Permafrost probability (percent, uint8) over a Monte Carlo parameter ensemble.
 
     ``samples``: (n, N_PARAMS) parameter vectors, ``lapse_samples``: (n, 12) air lapse rates;
-    for each pixel the share of members with MAGT < 0, rounded to whole percent.
+    for each pixel the share of members with MAGT < 0, rounded to whole percent. Each member's
+    n-factors and r_k are multiplied by the pixel's surface multipliers (module docstring).
     """
     ny, nx = z.shape
     n = samples.shape[0]
@@ -219,12 +263,16 @@ def probability_kernel(
             if math.isnan(zz + slope[r, c] + solar[r, c]):
                 prob_out[r, c] = CLASS_NODATA
                 continue
+            s = surf[r, c]
             count = 0
             missing = False
             for i in range(n):
                 air_monthly_at(t_ref[:, r, c], z_ref[r, c], zz, lapse_samples[i], zero, t)
                 f, th = degree_days(t, method)
-                m = magt_pixel(samples[i], f, th, zz, slope[r, c], aspect[r, c], solar[r, c])
+                n_f, n_t, r_k = surface_params(samples[i], surf_mult, s)
+                m = magt_pixel(
+                    samples[i], n_f, n_t, r_k, f, th, zz, slope[r, c], aspect[r, c], solar[r, c]
+                )
                 if math.isnan(m + f):  # no climate here
                     missing = True
                     break
@@ -321,9 +369,50 @@ def _solar_or_flat(solar, shape):
     return _f64(solar)
 
 
-def compute_ground(config: dict, z, slope, aspect, fdd, tdd, solar=None):
-    """(magt float64, class uint8, stability uint8) for blocks of equal shape."""
+#: The surface table when no surface types are given: one type, parameters unchanged.
+UNIFORM_SURFACE_MULT = np.ones((1, 3))
+
+
+def surface_arrays(surface, surface_mult, shape) -> tuple[np.ndarray, np.ndarray]:
+    """(surf (ny, nx) uint8, surf_mult (n_surface, 3) float64) for the kernels (module
+    docstring). ``surface=None``: type 0 everywhere (zero-stride, no memory); ``surface_mult=
+    None``: [[1, 1, 1]]. ValueError naming the argument when a shape, dtype or value is wrong."""
+    if surface_mult is None:
+        mult = UNIFORM_SURFACE_MULT
+    else:
+        mult = np.ascontiguousarray(surface_mult, np.float64)
+        if mult.ndim != 2 or mult.shape[1] != 3 or not 1 <= mult.shape[0] <= 256:
+            raise ValueError(
+                f"surface_mult has shape {mult.shape}; expected (n_surface, 3) with 1 <= "
+                "n_surface <= 256, columns (n_freezing, n_thawing, conductivity_ratio) multipliers"
+            )
+        if not (np.isfinite(mult).all() and (mult > 0).all()):
+            raise ValueError("surface_mult: every multiplier must be finite and > 0")
+    if surface is None:
+        return np.broadcast_to(np.uint8(0), shape), mult
+    surf = np.asarray(surface)
+    if surf.shape != tuple(shape):
+        raise ValueError(f"surface has shape {surf.shape}; expected the block's {tuple(shape)}")
+    if surf.dtype.kind not in "ui":
+        raise ValueError(f"surface has dtype {surf.dtype}; expected integer surface indices")
+    if surf.size:
+        lo, hi = int(surf.min()), int(surf.max())
+        if lo < 0 or hi >= mult.shape[0]:
+            bad = lo if lo < 0 else hi
+            raise ValueError(
+                f"surface index {bad} is outside the surface_mult table (rows 0..{mult.shape[0] - 1}); "
+                "give one multiplier row per surface type"
+            )
+    return np.ascontiguousarray(surf, np.uint8), mult
+
+
+def compute_ground(
+    config: dict, z, slope, aspect, fdd, tdd, solar=None, surface=None, surface_mult=None
+):
+    """(magt float64, class uint8, stability uint8) for blocks of equal shape; ``surface``,
+    ``surface_mult``: surface types (:func:`surface_arrays`)."""
     z = _f64(z)
+    surf, mult = surface_arrays(surface, surface_mult, z.shape)
     magt = np.empty_like(z)
     cls = np.empty(z.shape, np.uint8)
     stab = np.empty(z.shape, np.uint8)
@@ -335,6 +424,8 @@ def compute_ground(config: dict, z, slope, aspect, fdd, tdd, solar=None):
         _solar_or_flat(solar, z.shape),
         _f64(fdd),
         np.ascontiguousarray(tdd, np.float64),
+        surf,
+        mult,
         magt,
         cls,
         stab,
@@ -342,14 +433,27 @@ def compute_ground(config: dict, z, slope, aspect, fdd, tdd, solar=None):
     return magt, cls, stab
 
 
-def compute_scenarios(config: dict, forcing, z, slope, aspect, deltas, grid=None, solar=None):
+def compute_scenarios(
+    config: dict,
+    forcing,
+    z,
+    slope,
+    aspect,
+    deltas,
+    grid=None,
+    solar=None,
+    surface=None,
+    surface_mult=None,
+):
     """(magt (n, ny, nx) float64, class (n, ny, nx) uint8) under air warming.
 
-    ``deltas``: one warming (C) per horizon, or (n, 12, ny, nx) monthly warming fields.
+    ``deltas``: one warming (C) per horizon, or (n, 12, ny, nx) monthly warming fields;
+    ``surface``, ``surface_mult``: surface types (:func:`surface_arrays`).
     """
     from .climate import _ShapeGrid, uniform_delta_fields
 
     z = np.ascontiguousarray(z, np.float64)
+    surf, mult = surface_arrays(surface, surface_mult, z.shape)
     deltas = np.asarray(deltas, np.float64)
     if deltas.ndim == 1:
         deltas = uniform_delta_fields(deltas, z.shape)
@@ -367,18 +471,24 @@ def compute_scenarios(config: dict, forcing, z, slope, aspect, deltas, grid=None
         forcing.lapse,
         forcing.method,
         deltas,
+        surf,
+        mult,
         magt,
         cls,
     )
     return magt, cls
 
 
-def compute_probability(config: dict, forcing, z, slope, aspect, solar=None, grid=None):
+def compute_probability(
+    config: dict, forcing, z, slope, aspect, solar=None, grid=None, surface=None, surface_mult=None
+):
     """Permafrost probability (percent, uint8, 255 nodata) of a block; see
-    :func:`probability_kernel` and :func:`sample_parameters`."""
+    :func:`probability_kernel` and :func:`sample_parameters`; ``surface``, ``surface_mult``:
+    surface types (:func:`surface_arrays`)."""
     from .climate import _ShapeGrid
 
     z = _f64(z)
+    surf, mult = surface_arrays(surface, surface_mult, z.shape)
     samples, lapse = sample_parameters(config, forcing.lapse)
     t_ref, z_ref = forcing.fields(grid if grid is not None else _ShapeGrid(z.shape))
     prob = np.empty(z.shape, np.uint8)
@@ -392,19 +502,32 @@ def compute_probability(config: dict, forcing, z, slope, aspect, solar=None, gri
         t_ref,
         z_ref,
         forcing.method,
+        surf,
+        mult,
         prob,
     )
     return prob
 
 
-def active_layer(config: dict, cls, fdd, tdd, solar=None, maat=None, amplitude=None):
+def active_layer(
+    config: dict,
+    cls,
+    fdd,
+    tdd,
+    solar=None,
+    maat=None,
+    amplitude=None,
+    surface=None,
+    surface_mult=None,
+):
     """(alt_m, freeze_depth_m) float64: active layer thickness where ``cls`` is permafrost and
     maximum seasonal freezing depth where it is seasonally frozen ground; NaN elsewhere.
 
     ``ground.active_layer.method``: ``stefan`` (surface indices = n-factor x air indices, the
-    same n-factors as the TTOP model) or ``kudryavtsev`` (Anisimov et al. 1997 chain from
-    air MAAT and amplitude, :func:`permamap.active_layer.kudryavtsev`; pixels where its own
-    TTOP sign disagrees with the class are NaN).
+    same n-factors as the TTOP model, per surface type: ``surface``, ``surface_mult`` as in
+    :func:`surface_arrays`) or ``kudryavtsev`` (Anisimov et al. 1997 chain from air MAAT and
+    amplitude, :func:`permamap.active_layer.kudryavtsev`, no n-factors, so the surface types are
+    validated but do not enter; pixels where its own TTOP sign disagrees with the class are NaN).
     """
     from . import active_layer as al
 
@@ -414,17 +537,17 @@ def active_layer(config: dict, cls, fdd, tdd, solar=None, maat=None, amplitude=N
         soil["water_content_m3_per_m3"], soil["unfrozen_water_m3_per_m3"]
     )
     cls = np.asarray(cls)
+    surf, mult = surface_arrays(surface, surface_mult, cls.shape)
     pf = cls == PERMAFROST
     sfg = cls == SEASONALLY_FROZEN
     if soil["method"] == "stefan":
         tt = g["ttop"]
+        n_f = tt["n_freezing"] * mult[:, 0][surf]
         n_t = thawing_n_factor(
-            tt["n_thawing"], tt["solar_effect"], _solar_or_flat(solar, cls.shape)
+            tt["n_thawing"] * mult[:, 1][surf], tt["solar_effect"], _solar_or_flat(solar, cls.shape)
         )
         thaw = al.stefan_depth_block(_f64(n_t * _f64(tdd)), soil["k_thawed_w_per_m_k"], latent)
-        freeze = al.stefan_depth_block(
-            _f64(tt["n_freezing"] * _f64(fdd)), soil["k_frozen_w_per_m_k"], latent
-        )
+        freeze = al.stefan_depth_block(_f64(n_f * _f64(fdd)), soil["k_frozen_w_per_m_k"], latent)
         return np.where(pf, thaw, np.nan), np.where(sfg, freeze, np.nan)
     c_t = al.soil_volumetric_heat_capacity_j_per_m3_k(soil["water_content_m3_per_m3"], False)
     c_f = al.soil_volumetric_heat_capacity_j_per_m3_k(
@@ -454,5 +577,6 @@ __all__ = [
     "compute_ground",
     "compute_scenarios",
     "pack_params",
+    "surface_arrays",
     "maat_from_monthly",
 ]
