@@ -712,3 +712,57 @@ def test_cmip6_fields_equal_to_a_uniform_warming_give_the_same_maps(tmp_path, mo
                 np.testing.assert_allclose(g, u, atol=1e-4)
             else:
                 assert np.array_equal(g, u), (name, h)
+
+
+# -- the scenario stage is chunked: any chunk size gives the bits of the whole tile -------------
+
+
+@pytest.mark.parametrize("mode", ["equilibrium", "transient"])
+def test_scenario_tiles_do_not_depend_on_the_chunking(tmp_path, mode):
+    """blocks.scenarios_tile (dask, chunks of 5 px, ragged edges) writes the same bytes of MAGT,
+    class and degradation as the whole tile in one block (backend numpy), in both responses."""
+    from permamap import blocks
+
+    terrain, _ = _landscape(3, 12, 14)
+    raw = _raw((101.0, 36.88, 101.14, 37.0))  # 14 x 12 px, one tile
+    raw["horizons"] = [2050, 2100]
+    raw["scenarios"] = {"a": {"trend_c_per_decade": 0.4}, "b": {"trend_c_per_decade": 1.2}}
+    raw["response"] = {
+        "mode": mode,
+        "toposub": {"n_clusters": 6},
+        "transient": {"magt_depth_m": 10.0, "grid": {"total_depth_m": 20.0}},
+    }
+    cfg = prepare(raw)
+    files = _write_tiles(cfg, tmp_path, terrain)
+    _run_scenarios(cfg, files, transient=mode == "transient", d=tmp_path)
+    ((tid, td),) = files.items()
+    kw = dict(
+        climate_path=td / "climate.tif",
+        ground_magt_path=td / "gm.tif",
+        ground_class_path=td / "gc.tif",
+    )
+    if mode == "transient":
+        kw.update(fit_path=tmp_path / "fit.json", transient_path=tmp_path / "clusters.csv")
+    results = {}
+    for backend, chunk in (("numpy", 512), ("dask", 5)):
+        out = [td / f"{backend}_{n}.tif" for n in ("m", "c", "d")]
+        blocks.scenarios_tile(
+            cfg,
+            td / "terrain.tif",
+            tid,
+            *out[:2],
+            out_degradation=out[2],
+            backend=backend,
+            chunk_px=chunk,
+            **kw,
+        )
+        results[backend] = [read_bands(p, fill_nan=False) for p in out]
+    for a, b in zip(results["numpy"], results["dask"], strict=True):
+        assert a.shape == (4, 12, 14)
+        np.testing.assert_array_equal(a, b)
+    # the workflow's files (steps.scenarios_tile, default chunking) hold the same bits
+    for name, arr in zip(("sm.tif", "sc.tif", "sd.tif"), results["numpy"], strict=True):
+        np.testing.assert_array_equal(read_bands(td / name, fill_nan=False), arr)
+    deg = results["dask"][2]
+    codes = set(np.unique(deg).tolist()) - {CLASS_NODATA}
+    assert 4 in codes and len(codes) >= 2  # thawed pixels and at least one other class

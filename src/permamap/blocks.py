@@ -17,7 +17,10 @@ count and GDAL's block cache, not by the tile size.
   chunk through the ``compute_*`` wrappers of :mod:`permamap.climate` and
   :mod:`permamap.ground` (the numba kernels are not forked here). One task computes every
   product of a chunk into a NumPy structured array; each product is a field of it, so all
-  products share one computation and are written from it.
+  products share one computation and are written from it. The scenario stage
+  (:func:`scenarios_tile`) maps :func:`permamap.scenario_response.scenarios_block` over the
+  chunks of the tile's terrain and baseline files the same way (equilibrium or transient
+  response, degradation classes).
 * **Geometry**: cell sizes and latitudes of a row are computed from the *region* grid's row
   index (:func:`row_geometry`), never from a sub-grid's origin, so a row has the same bits in
   every tile and chunk (``Grid.subgrid(...).row_latitudes()`` differs from the region's in the
@@ -373,7 +376,6 @@ def model_block(
     same inputs as :mod:`permamap.steps` (equilibrium scenario response; the monthly warming of a
     scenario from ``steps.scenario_delta_fields``: uniform, or CMIP6 delta rasters).
     """
-    from .steps import scenario_delta_fields
 
     h, w = t.shape[1:]
     out = np.empty((h, w), model_dtype(config, parts))
@@ -398,23 +400,11 @@ def model_block(
         )
         out["probability"], out["zone"] = prob, ground.ipa_zone(prob)
     if "scenarios" in parts:
-        k = 0
-        for name in config["scenarios"]:
-            scfg = scenario_config(config, name)
-            deltas = scenario_delta_fields(config, name, chunk_grid)
-            m, c = ground.compute_scenarios(
-                scfg,
-                forcing_of[name],
-                z,
-                slope,
-                aspect,
-                deltas,
-                grid=chunk_grid,
-                solar=solar,
-            )
-            for i in range(len(m)):
-                out[f"s{k}_magt"], out[f"s{k}_class"] = m[i], c[i]
-                k += 1
+        from .scenario_response import scenarios_block
+
+        res = scenarios_block(config, chunk_grid, t, forcing_of=forcing_of)
+        for k in range(res["magt"].shape[0]):
+            out[f"s{k}_magt"], out[f"s{k}_class"] = res["magt"][k], res["class"][k]
     return out
 
 
@@ -684,50 +674,101 @@ def ground_tile(
 
 
 def scenarios_tile(
-    config: dict, terrain_path, tile_id: str, out_magt, out_class, threads: int = 2, **overrides
+    config: dict,
+    terrain_path,
+    tile_id: str,
+    out_magt,
+    out_class,
+    threads: int = 2,
+    *,
+    climate_path=None,
+    ground_magt_path=None,
+    ground_class_path=None,
+    out_degradation=None,
+    fit_path=None,
+    transient_path=None,
+    **overrides,
 ) -> None:
-    """``scenarios_magt.tif`` / ``scenarios_class.tif``: one band per ``<scenario>/<horizon>``,
-    equilibrium response (``response.mode: equilibrium``). The transient response and the
-    degradation classes (:func:`permamap.scenario_response.tile_scenarios`) read whole tiles
-    and are not chunked here."""
-    mode = (config.get("response") or {}).get("mode", "equilibrium")
-    if mode != "equilibrium":
-        raise ValueError(
-            f"blocks.scenarios_tile computes the equilibrium response only (response.mode = "
-            f"{mode!r}); use permamap.scenario_response.tile_scenarios"
-        )
+    """``scenarios_magt.tif`` / ``scenarios_class.tif`` (and, with ``out_degradation``,
+    ``scenarios_degradation.tif``): one band per ``<scenario>/<horizon>``, chunk by chunk.
+
+    Every chunk goes through :func:`permamap.scenario_response.scenarios_block` (equilibrium or
+    transient response, degradation against the baseline bands of ``ground_magt.tif`` /
+    ``ground_class.tif``); the transient fit and cluster table are loaded once per job."""
+    from . import scenario_response as sr
+
     opts = options_from_config(config, threads, **overrides)
     grid, tile = _tile(config, tile_id)
     core = grid.subgrid(tile.window)
-    m = model_stack(
-        _terrain_input(terrain_path, opts, tile.window),
-        config,
-        grid,
-        tile.window,
-        opts.chunk_px,
-        ("scenarios",),
-        opts.backend,
-    )
-    labels = [f"{s}/{h}" for s, h in scenario_list(config)]
+    transient = sr.mode(config) == "transient"
+    degradation = out_degradation is not None
+    if (transient or degradation) and climate_path is None:
+        raise ValueError("scenarios_tile: climate_path is needed for transient or degradation")
+    if degradation and not transient and (ground_magt_path is None or ground_class_path is None):
+        raise ValueError("scenarios_tile: degradation needs ground_magt_path and ground_class_path")
+    labels = sr.scenario_band_labels(config)
     tags = {"tile": tile_id}
+    products = ["magt", "class"] + (["degradation"] if degradation else [])
+    paths = {"magt": out_magt, "class": out_class, "degradation": out_degradation}
+    dtypes = {"magt": ("float32", FLOAT_NODATA), "class": ("uint8", CLASS_NODATA)}
+    dtypes["degradation"] = ("uint8", CLASS_NODATA)
+    inputs = sr.TransientInputs.load(config, fit_path, transient_path) if transient else None
+    if opts.backend == "numpy":
+        out = sr.tile_scenarios(
+            config,
+            core,
+            terrain_path,
+            climate_path=climate_path,
+            ground_magt_path=ground_magt_path,
+            ground_class_path=ground_class_path,
+            fit_path=fit_path,
+            transient_path=transient_path,
+            degradation=degradation,
+        )
+        bands = {p: [out[p][k] for k in range(len(labels))] for p in products}
+    else:
+        ny, nx = int(tile.window.height), int(tile.window.width)
+        chunks = (output_chunks(ny, opts.chunk_px), output_chunks(nx, opts.chunk_px))
+        arrays = [lazy_raster(terrain_path, chunks)]
+        if transient:
+            arrays.append(lazy_raster(climate_path, chunks))
+        elif degradation:
+            arrays.append(lazy_raster(ground_class_path, chunks, bands=[1, 2]))
+            arrays.append(lazy_raster(ground_magt_path, chunks, bands=[2]))
+        forcing_of = forcings(config)
+        fields = [(f"{p}{k}", dtypes[p][0]) for p in products for k in range(len(labels))]
+        dtype = np.dtype(fields)
+
+        def block(t, *extra, block_info=None):
+            (r0, r1), (c0, c1) = block_info[None]["array-location"]
+            chunk_grid = core.subgrid(Window(c0, r0, c1 - c0, r1 - r0))
+            clim = extra[0] if transient else None
+            base = None
+            if degradation and not transient:
+                base = {"class": extra[0][0], "stability": extra[0][1], "alt": extra[1][0]}
+            res = sr.scenarios_block(
+                config, chunk_grid, t, clim, base, inputs, degradation, forcing_of
+            )
+            o = np.empty(t.shape[1:], dtype)
+            for p in products:
+                for k in range(len(labels)):
+                    o[f"{p}{k}"] = res[p][k]
+            return o
+
+        m = da.map_blocks(block, *arrays, drop_axis=0, dtype=dtype, meta=np.empty((0, 0), dtype))
+        bands = {p: [m[f"{p}{k}"] for k in range(len(labels))] for p in products}
+    units = {"magt": "degC", "class": None, "degradation": None}
     store(
         [
             RasterOut(
-                out_magt,
+                paths[p],
                 core,
-                "float32",
-                FLOAT_NODATA,
-                [(m[f"s{k}_magt"], lab, "degC") for k, lab in enumerate(labels)],
+                dtypes[p][0],
+                dtypes[p][1],
+                [(b, lab, units[p]) for b, lab in zip(bands[p], labels, strict=True)],
                 tags=tags,
-            ),
-            RasterOut(
-                out_class,
-                core,
-                "uint8",
-                CLASS_NODATA,
-                [(m[f"s{k}_class"], lab, None) for k, lab in enumerate(labels)],
-                tags=tags,
-            ),
+            )
+            for p in products
         ],
         opts,
     )
@@ -761,11 +802,18 @@ def smk_ground(smk) -> None:
 
 
 def smk_scenarios(smk) -> None:
+    inp = smk.input
     scenarios_tile(
         smk.config,
-        smk.input.terrain,
+        inp.terrain,
         smk.wildcards.tile,
         smk.output.magt,
         smk.output.cls,
         threads=int(smk.threads),
+        climate_path=getattr(inp, "climate", None),
+        ground_magt_path=getattr(inp, "ground_magt", None),
+        ground_class_path=getattr(inp, "ground_class", None),
+        out_degradation=getattr(smk.output, "deg", None),
+        fit_path=getattr(inp, "fit", None),
+        transient_path=getattr(inp, "transient", None),
     )

@@ -808,58 +808,73 @@ def scenario_band_labels(config: dict) -> list:
     return [f"{s}/{h}" for s in config["scenarios"] for h in config["horizons"]]
 
 
-def tile_scenarios(
-    config: dict,
-    core: Grid,
-    terrain_path,
-    *,
-    climate_path=None,
-    ground_magt_path=None,
-    ground_class_path=None,
-    fit_path=None,
-    transient_path=None,
-    degradation: bool = False,
-) -> dict:
-    """Every scenario x horizon of one tile: ``magt`` (float32), ``class`` (uint8) and, with
-    ``degradation``, ``degradation`` (uint8), each (n_scenarios x n_horizons, ny, nx) in the band
-    order of :func:`scenario_band_labels`.
+@dataclass
+class TransientInputs:
+    """What the transient response of a tile job needs besides the pixels: the region's TopoSUB
+    fit and cluster table, loaded once per job (:meth:`load`) and shared by every chunk."""
 
-    Equilibrium: MAGT and class from :func:`permamap.ground.compute_scenarios` (unchanged from the
-    fused kernel); the scenario active layer from the warmed climate with
+    fit: Fit
+    table: dict
+
+    @classmethod
+    def load(cls, config: dict, fit_path, transient_path) -> TransientInputs:
+        fit = Fit.load(fit_path)
+        return cls(fit, read_transient_table(transient_path, config, fit.n_clusters))
+
+
+def scenarios_block(
+    config: dict,
+    grid: Grid,
+    terrain: np.ndarray,
+    clim: np.ndarray | None = None,
+    baseline: dict | None = None,
+    transient: TransientInputs | None = None,
+    degradation: bool = False,
+    forcing_of: dict | None = None,
+) -> dict:
+    """Every scenario x horizon of a block of pixels: ``magt`` (float32), ``class`` (uint8) and,
+    with ``degradation``, ``degradation`` (uint8), each (n_scenarios x n_horizons, ny, nx) in the
+    band order of :func:`scenario_band_labels`. Pixel by pixel, so a tile gives the same bits in
+    one block or in any chunking (:func:`permamap.blocks.scenarios_tile`).
+
+    ``grid``: the block's grid (gridded forcing and CMIP6 delta fields are resampled to it);
+    ``terrain``: (4, ny, nx) elevation, slope, aspect, solar; ``clim``: (4, ny, nx) maat, fdd, tdd,
+    amplitude (needed by the transient response's cluster features); ``baseline``: the baseline
+    ``class``, ``stability`` and ``alt`` bands (needed for ``degradation`` in equilibrium);
+    ``transient``: :class:`TransientInputs` when ``response.mode`` is ``transient``;
+    ``forcing_of``: :func:`permamap.blocks.forcings` (built here when None).
+
+    Equilibrium: MAGT and class from :func:`permamap.ground.compute_scenarios` (the fused
+    kernel); the scenario active layer from the warmed climate with
     :func:`permamap.ground.active_layer`. Transient: from the cluster table (module docstring).
-    Degradation against the baseline tile files (equilibrium) or the transient baseline.
+    Degradation against the baseline (equilibrium) or the transient baseline.
     """
     from . import degradation as dg
-    from .rasterio_io import read_bands
     from .steps import scenario_delta_fields
 
-    terrain = read_bands(terrain_path)
-    z, slope, aspect, solar = terrain
-    transient = mode(config) == "transient"
-    need_climate = transient or degradation
-    if need_climate and climate_path is None:
-        raise ValueError("tile_scenarios: climate_path is needed for transient or degradation")
-    clim = read_bands(climate_path) if need_climate else None
+    z, slope, aspect, solar = (np.asarray(terrain[i], np.float64) for i in range(4))
+    is_transient = mode(config) == "transient"
+    if is_transient and (transient is None or clim is None):
+        raise ValueError("scenarios_block: the transient response needs clim and transient")
+    if degradation and not is_transient and baseline is None:
+        raise ValueError("scenarios_block: degradation needs the baseline bands")
     thresholds = config["classes"]["stability_thresholds_c"]
     alt_increase = response(config)["degradation"]["alt_increase_m"]
     mapped = None
-    if transient:
-        fit = Fit.load(fit_path)
-        table = read_transient_table(transient_path, config, fit.n_clusters)
-        mapped = TransientMap(config, fit, table, tile_features(fit, terrain, clim))
-        bkey = ("baseline", int(config["climate"]["baseline_year"]))
-        b = mapped[bkey]
+    if is_transient:
+        mapped = TransientMap(
+            config, transient.fit, transient.table, tile_features(transient.fit, terrain, clim)
+        )
+        b = mapped[("baseline", int(config["climate"]["baseline_year"]))]
         base_valid = mapped.labels >= 0
         base_pf = b["permafrost"]
         base_stab = dg.stability_codes(b["magt_label_c"], base_pf, thresholds)
         base_alt = b["alt_m"]
     elif degradation:
-        gm = read_bands(ground_magt_path)
-        gc = read_bands(ground_class_path)
-        base_valid = gc[0] != CLASS_NODATA
-        base_pf = gc[0] == PERMAFROST
-        base_stab = gc[1]
-        base_alt = gm[1]
+        base_valid = baseline["class"] != CLASS_NODATA
+        base_pf = baseline["class"] == PERMAFROST
+        base_stab = baseline["stability"]
+        base_alt = baseline["alt"]
     n = len(config["scenarios"]) * len(config["horizons"])
     shape = z.shape
     magts = np.empty((n, *shape), np.float32)
@@ -868,20 +883,20 @@ def tile_scenarios(
     i = 0
     for name in config["scenarios"]:
         scfg = cfgmod.scenario_config(config, name)
-        forcing = climate.forcing_from_config(scfg)
-        deltas = scenario_delta_fields(config, name, core)
-        if not transient:
+        forcing = forcing_of[name] if forcing_of is not None else climate.forcing_from_config(scfg)
+        deltas = scenario_delta_fields(config, name, grid)
+        if not is_transient:
             m_all, c_all = ground.compute_scenarios(
-                scfg, forcing, z, slope, aspect, deltas, grid=core, solar=solar
+                scfg, forcing, z, slope, aspect, deltas, grid=grid, solar=solar
             )
         for k, h in enumerate(config["horizons"]):
-            if not transient and not degradation:
+            if not is_transient and not degradation:
                 magts[i] = m_all[k]
                 classes[i] = c_all[k]
                 i += 1
                 continue
-            maat_s, fdd_s, tdd_s, amp_s = scenario_climate(forcing, z, deltas[k], core)
-            if transient:
+            maat_s, fdd_s, tdd_s, amp_s = scenario_climate(forcing, z, deltas[k], grid)
+            if is_transient:
                 s = mapped[(name, int(h))]
                 valid = base_valid & np.isfinite(fdd_s)
                 cls = np.where(
@@ -921,6 +936,41 @@ def tile_scenarios(
     if degradation:
         out["degradation"] = degs
     return out
+
+
+def tile_scenarios(
+    config: dict,
+    core: Grid,
+    terrain_path,
+    *,
+    climate_path=None,
+    ground_magt_path=None,
+    ground_class_path=None,
+    fit_path=None,
+    transient_path=None,
+    degradation: bool = False,
+) -> dict:
+    """:func:`scenarios_block` of a whole tile read from its files (the in-memory reference of
+    the chunked :func:`permamap.blocks.scenarios_tile`)."""
+    from .rasterio_io import read_bands
+
+    transient = mode(config) == "transient"
+    if (transient or degradation) and climate_path is None:
+        raise ValueError("tile_scenarios: climate_path is needed for transient or degradation")
+    clim = read_bands(climate_path) if transient else None
+    baseline = None
+    if degradation and not transient:
+        gm, gc = read_bands(ground_magt_path), read_bands(ground_class_path)
+        baseline = {"class": gc[0], "stability": gc[1], "alt": gm[1]}
+    return scenarios_block(
+        config,
+        core,
+        read_bands(terrain_path),
+        clim,
+        baseline,
+        TransientInputs.load(config, fit_path, transient_path) if transient else None,
+        degradation,
+    )
 
 
 # -- Snakemake adapters (params: step="scenario_response:smk_<name>") ---------------------------

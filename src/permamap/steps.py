@@ -27,7 +27,7 @@ from . import climate
 from . import config as cfgmod
 from .grid import HALO_PX, Grid, find_tile, tile_halo_window
 from .mosaic import mosaic_product
-from .products import CLASS_NODATA, FLOAT_NODATA, PRODUCTS
+from .products import FLOAT_NODATA, PRODUCTS
 from .rasterio_io import provenance_tags, read_bands, write_bands
 
 log = logging.getLogger(__name__)
@@ -156,62 +156,30 @@ def scenarios_tile(
     fit_path=None,
     transient_path=None,
 ) -> None:
-    """All scenarios x horizons of one tile in one job (fused kernel per scenario).
+    """All scenarios x horizons of one tile in one job, chunk by chunk
+    (:func:`permamap.blocks.scenarios_tile`).
 
     ``response.mode: equilibrium`` needs only ``terrain_path``; with ``out_degradation`` it also
-    reads the tile's ``climate.tif`` and baseline ``ground_magt.tif``/``ground_class.tif`` and
-    writes ``scenarios_degradation.tif``. ``transient`` also reads the TopoSUB fit and the
-    cluster table (:mod:`permamap.scenario_response`).
+    reads the tile's baseline ``ground_magt.tif``/``ground_class.tif`` and writes
+    ``scenarios_degradation.tif``. ``transient`` also reads ``climate.tif``, the TopoSUB fit and
+    the cluster table (:mod:`permamap.scenario_response`).
     """
-    from .scenario_response import scenario_band_labels, tile_scenarios
+    from . import blocks
 
-    grid, tile = _tile(config, tile_id)
-    core = grid.subgrid(tile.window)
-    out = tile_scenarios(
+    blocks.scenarios_tile(
         config,
-        core,
         terrain_path,
+        tile_id,
+        out_magt,
+        out_class,
+        threads,
         climate_path=climate_path,
         ground_magt_path=ground_magt_path,
         ground_class_path=ground_class_path,
+        out_degradation=out_degradation,
         fit_path=fit_path,
         transient_path=transient_path,
-        degradation=out_degradation is not None,
     )
-    labels = scenario_band_labels(config)
-    tags = {"tile": tile_id}
-    write_bands(
-        out_magt,
-        _f32(out["magt"]),
-        core,
-        dtype="float32",
-        nodata=FLOAT_NODATA,
-        descriptions=labels,
-        units=["degC"] * len(labels),
-        tags=tags,
-        threads=threads,
-    )
-    write_bands(
-        out_class,
-        out["class"],
-        core,
-        dtype="uint8",
-        nodata=CLASS_NODATA,
-        descriptions=labels,
-        tags=tags,
-        threads=threads,
-    )
-    if out_degradation is not None:
-        write_bands(
-            out_degradation,
-            out["degradation"],
-            core,
-            dtype="uint8",
-            nodata=CLASS_NODATA,
-            descriptions=labels,
-            tags=tags,
-            threads=threads,
-        )
 
 
 # -- mosaics --------------------------------------------------------------------------------
