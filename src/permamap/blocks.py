@@ -588,7 +588,11 @@ def terrain_tile(
 def climate_tile(
     config: dict, terrain_path, tile_id: str, out_path, threads: int = 2, **overrides
 ) -> None:
-    """``climate.tif`` (maat, fdd, tdd, amplitude; float64, NaN nodata) of a tile."""
+    """``climate.tif`` (maat, fdd, tdd, amplitude; float32, NaN nodata) of a tile.
+
+    float32 like the products made from it (the ``maat``/``fdd``/``tdd`` mosaics); the model
+    stages recompute the climate per chunk in float64 and do not read it, the transient
+    response reads its features from it in the TopoSUB fit and the mapping alike."""
     opts = options_from_config(config, threads, **overrides)
     grid, tile = _tile(config, tile_id)
     m = model_stack(
@@ -607,7 +611,7 @@ def climate_tile(
             RasterOut(
                 out_path,
                 grid.subgrid(tile.window),
-                "float64",
+                "float32",
                 np.nan,
                 [(m[n], n, u) for n, u in zip(names, units, strict=True)],
                 tags={"tile": tile_id},

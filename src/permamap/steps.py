@@ -8,7 +8,7 @@ file                   dtype      bands
 =====================  =========  ==================================================
 dem.tif                float32    elevation (tile + 1-pixel halo)
 terrain.tif            float32    elevation, slope, aspect, solar
-climate.tif            float64    maat, fdd, tdd, amplitude (float64 so scenarios recompute them bit-exactly)
+climate.tif            float32    maat, fdd, tdd, amplitude (NaN nodata)
 ground_magt.tif        float32    magt, alt, freeze_depth
 ground_class.tif       uint8      class, stability, probability, zone
 scenarios_magt.tif     float32    one band per ``<scenario>/<horizon>``
@@ -109,8 +109,8 @@ def ground_tile(
     config: dict, terrain_path, climate_path, tile_id: str, out_magt, out_class, threads: int = 2
 ) -> None:
     """Baseline MAGT, ALT, freezing depth, class, stability, probability and zone of a tile,
-    chunk-wise (:mod:`permamap.blocks`; the degree-days are recomputed per chunk with the
-    same kernel, so they are the bits of ``climate.tif``)."""
+    chunk-wise (:mod:`permamap.blocks`; the degree-days are recomputed per chunk in float64 with
+    the kernel that wrote ``climate.tif``, which is not read)."""
     from . import blocks
 
     blocks.ground_tile(
