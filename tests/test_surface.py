@@ -8,6 +8,7 @@ covers), not computed with the module's own sampling.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -337,3 +338,281 @@ def test_soil_defaults_match_johansen_for_a_silty_soil():
     assert (0.57 / 2.2) ** 0.38 == pytest.approx(
         cfg["ground"]["surface"]["types"]["wetland"]["conductivity_ratio"], abs=0.005
     )
+
+
+# -- the TTOP model per surface type: wrappers and the chunked path ----------------------------
+
+TYPE_CODES = (GRASS, BARE, FOREST, WETLAND, WATER, SNOW)  # one code per working pixel
+
+
+def _dem_halo(grid: Grid) -> np.ndarray:
+    """Haloed DEM: a ramp from 3,000 to 4,600 m west to east (across the ~3,650 m lower limit
+    of permafrost) with ridges, so every surface type spans permafrost and seasonal frost."""
+    big = grid.expanded(1)
+    r, c = np.mgrid[0 : big.height, 0 : big.width].astype(np.float64)
+    return 3000.0 + 1600.0 * c / (big.width - 1) + 150.0 * np.sin(r / 3.1) * np.cos(c / 4.3)
+
+
+def _pixel_codes(grid: Grid) -> np.ndarray:
+    r, c = np.mgrid[0 : grid.height, 0 : grid.width]
+    return np.asarray(TYPE_CODES)[(r + 2 * c) % len(TYPE_CODES)]
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """(config with a land cover of one code per working pixel, terrain stack, pixel codes)."""
+    from permamap import blocks
+
+    d = tmp_path_factory.mktemp("surface")
+    grid = Grid.from_config(_cfg())
+    codes = _pixel_codes(grid)
+    fine = np.repeat(np.repeat(codes, FINE, 0), FINE, 1)
+    path = _write(d / "lc.tif", fine, _fine_transform(grid))
+    cfg = _cfg(path)
+    from rasterio.windows import Window
+
+    window = Window(0, 0, grid.width, grid.height)
+    t = blocks.terrain_stack(_dem_halo(grid), cfg, grid, window, 16, "numpy")
+    return cfg, t, codes, d
+
+
+def _model(cfg, t, chunk_px=None):
+    """Every product of the per-pixel model: dask chunks of ``chunk_px`` or numpy (None)."""
+    from rasterio.windows import Window
+
+    from permamap import blocks
+
+    grid = Grid.from_config(cfg)
+    window = Window(0, 0, grid.width, grid.height)
+    if chunk_px is None:
+        return blocks.model_stack(t, cfg, grid, window, 16, backend="numpy")
+    with blocks.scheduler(2):
+        return blocks.model_stack(t, cfg, grid, window, chunk_px).compute()
+
+
+def _one_surface(cfg, name):
+    """``cfg`` with one surface, ``ground.ttop`` = type ``name``'s values, and the Monte Carlo
+    ranges of its parameters scaled by the type's multipliers (module docstring)."""
+    one = copy.deepcopy(cfg)
+    t = cfg["ground"]["surface"]["types"][name]
+    tt = one["ground"]["ttop"]
+    ranges = one["ground"]["probability"]["ranges"]
+    for p in surface.PARAMS:
+        m = t[p] / tt[p]
+        if p in ranges:
+            ranges[p] = [ranges[p][0] * m, ranges[p][1] * m]
+        tt[p] = t[p]
+    one["ground"]["surface"]["land_cover"] = None
+    return one
+
+
+def _bits(a):
+    a = np.ascontiguousarray(a)
+    return a.view({8: np.uint64, 4: np.uint32, 2: np.uint16, 1: np.uint8}[a.dtype.itemsize])
+
+
+def test_each_type_gets_the_maps_of_a_one_surface_run(mixed):
+    """Chunked run with the land cover: the pixels of each type have the MAGT, class,
+    stability, active layer, probability and scenario maps of a one-surface run with that
+    type's parameters; water and glacier pixels are nodata in the ground products."""
+    cfg, t, codes, _ = mixed
+    got = _model(cfg, t, chunk_px=7)
+    lookup = surface.code_lookup(cfg)
+    types = cfg["ground"]["surface"]["types"]
+    names = surface.type_names(cfg)
+    n_checked = 0
+    for code in TYPE_CODES:
+        name = names[lookup[code]]
+        px = codes == code
+        if types[name].get("mask"):
+            assert np.isnan(got["magt"][px]).all() and (got["class"][px] == 255).all(), name
+            assert (got["probability"][px] == 255).all() and np.isnan(got["alt"][px]).all()
+            assert (got["s0_class"][px] == 255).all()
+            assert np.isfinite(got["maat"][px]).all()  # the climate is still there
+            continue
+        ref = _model(_one_surface(cfg, name), t)
+        for f in got.dtype.names:
+            a, b = got[f][px], ref[f][px]
+            if a.dtype.kind == "f":
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=f"{name} {f}")
+            else:
+                np.testing.assert_array_equal(a, b, err_msg=f"{name} {f}")
+        pf = got["class"][px] == 1
+        assert 0 < pf.sum() < px.sum(), name  # the boundary runs through every type
+        n_checked += 1
+    assert n_checked == 4
+
+
+def test_wrappers_with_a_surface_index(mixed):
+    """ground.compute_ground / active_layer with ``surface``/``surface_mult`` equal, per type,
+    the wrappers without them on a config holding that type's parameters."""
+    from permamap import climate, ground
+
+    cfg, t, codes, _ = mixed
+    z, slope, aspect, solar = (np.asarray(t[i], np.float64) for i in range(4))
+    grid = Grid.from_config(cfg)
+    forcing = climate.forcing_from_config(cfg)
+    maat, fdd, tdd, amp = climate.compute_climate(z, forcing, grid=grid)
+    surf = surface.from_config(cfg).index(grid)
+    mult = surface.multipliers(cfg)
+    magt, cls, stab = ground.compute_ground(
+        cfg, z, slope, aspect, fdd, tdd, solar=solar, surface=surf, surface_mult=mult
+    )
+    alt, fd = ground.active_layer(
+        cfg, cls, fdd, tdd, solar=solar, maat=maat, amplitude=amp, surface=surf, surface_mult=mult
+    )
+    for name in ("alpine_meadow", "bare_ground", "forest_shrub", "wetland"):
+        one = _one_surface(cfg, name)
+        px = surf == surface.type_names(cfg).index(name)
+        m1, c1, s1 = ground.compute_ground(one, z, slope, aspect, fdd, tdd, solar=solar)
+        a1, f1 = ground.active_layer(one, c1, fdd, tdd, solar=solar, maat=maat, amplitude=amp)
+        np.testing.assert_allclose(magt[px], m1[px], rtol=1e-12, atol=1e-12, err_msg=name)
+        np.testing.assert_array_equal(cls[px], c1[px], err_msg=name)
+        np.testing.assert_array_equal(stab[px], s1[px], err_msg=name)
+        np.testing.assert_allclose(alt[px], a1[px], rtol=1e-12, err_msg=name)
+        np.testing.assert_allclose(fd[px], f1[px], rtol=1e-12, err_msg=name)
+
+
+def test_chunked_land_cover_run_equals_whole_tile(mixed):
+    cfg, t, _, _ = mixed
+    ref = _model(cfg, t)
+    for chunk in (5, 16):
+        got = _model(cfg, t, chunk_px=chunk)
+        for f in ref.dtype.names:
+            np.testing.assert_array_equal(_bits(got[f]), _bits(ref[f]), err_msg=f)
+
+
+def test_a_land_cover_of_the_default_type_is_bit_identical_to_none(mixed):
+    """Grassland everywhere maps to alpine_meadow, ground.ttop's own values (multipliers
+    exactly 1): the maps are bit-identical to a run without a land cover."""
+    cfg, t, codes, d = mixed
+    grid = Grid.from_config(cfg)
+    fine = np.full((grid.height * FINE, grid.width * FINE), GRASS, np.uint8)
+    meadow = _cfg(_write(d / "grass.tif", fine, _fine_transform(grid)))
+    a, b = _model(meadow, t, chunk_px=7), _model(_cfg(), t, chunk_px=7)
+    for f in a.dtype.names:
+        np.testing.assert_array_equal(_bits(a[f]), _bits(b[f]), err_msg=f)
+
+
+def test_higher_thawing_n_factor_warms_and_raises_the_limit(mixed):
+    """bare_ground n_thawing 1.3 -> 1.5: its pixels get warmer (wherever the air thaws) and
+    lose permafrost at the lower limit; every other pixel keeps its bits."""
+    cfg, t, codes, _ = mixed
+    base = _model(cfg, t)
+    warm_cfg = copy.deepcopy(cfg)
+    warm_cfg["ground"]["surface"]["types"]["bare_ground"]["n_thawing"] = 1.5
+    warm = _model(warm_cfg, t)
+    bare = codes == BARE
+    thaws = bare & (base["tdd"] > 0)
+    assert thaws.sum() > 50
+    assert (warm["magt"][thaws] > base["magt"][thaws]).all()
+    pf0, pf1 = base["class"][bare] == 1, warm["class"][bare] == 1
+    assert not (pf1 & ~pf0).any() and (pf0 & ~pf1).sum() > 0
+    z = np.asarray(t[0])[bare]
+    assert z[pf1].min() > z[pf0].min()  # the lowest permafrost on bare ground moved up
+    for f in base.dtype.names:
+        np.testing.assert_array_equal(_bits(warm[f][~bare]), _bits(base[f][~bare]), err_msg=f)
+
+
+# -- ESA WorldCover tiles (local HTTP fixture laid out like the real host) -----------------------
+
+
+def _worldcover_code(lon, lat):
+    """Class codes of the fixture tiles: WorldCover codes in 0.25-degree stripes."""
+    codes = np.array([10, 20, 30, 40, 50, 60, 70, 80, 90, 100])
+    return codes[(np.floor(np.asarray(lon) * 4) + np.floor(np.asarray(lat) * 4)).astype(int) % 10]
+
+
+def _worldcover_tile(tmp, lat, lon, n=120):
+    """A 3x3 degree uint8 tile like the real ones (``n`` pixels a degree instead of 12000)."""
+    from rasterio.transform import from_origin
+
+    from permamap.sources import worldcover
+    from tests import http_fixtures as hf
+
+    res = 1.0 / n
+    cols = lon + (np.arange(3 * n) + 0.5) * res
+    rows = lat + 3 - (np.arange(3 * n) + 0.5) * res
+    x, y = np.meshgrid(cols, rows)
+    name = f"ESA_WorldCover_10m_2021_v200_{worldcover.tile_name(lat, lon)}_Map.tif"
+    return hf.write_tif(
+        tmp / name,
+        _worldcover_code(x, y).astype(np.uint8),
+        from_origin(lon, lat + 3, res, res),
+        nodata=0,
+    )
+
+
+def test_worldcover_names_urls_and_mosaic(tmp_path):
+    from permamap.sources import worldcover
+    from tests import http_fixtures as hf
+
+    assert worldcover.tile_name(36, 99) == "N36E099"
+    assert worldcover.tile_name(-3, -72) == "S03W072"
+    assert worldcover.tile_url("N36E099") == (
+        "https://esa-worldcover.s3.eu-central-1.amazonaws.com/v200/2021/map/"
+        "ESA_WorldCover_10m_2021_v200_N36E099_Map.tif"
+    )
+    # Xining (36.6 N, 101.8 E) is in N36E099; this bbox spans four tiles
+    assert worldcover.tile_corners((101.0, 36.5, 102.0, 37.5)) == [(36, 99)]
+    assert worldcover.tile_corners((98.5, 35.5, 99.5, 36.5)) == [
+        (33, 96),
+        (33, 99),
+        (36, 96),
+        (36, 99),
+    ]
+    with pytest.raises(ValueError, match="lattice"):
+        worldcover.tile_name(37, 99)
+    host = "https://esa-worldcover.s3.eu-central-1.amazonaws.com/"
+    with hf.FixtureServer() as srv:
+        settings = {
+            "cache_dir": str(tmp_path / "cache"),
+            "mirrors": {host: srv.url + "/wc/"},
+            "retries": 1,
+            "timeout_s": 5.0,
+            "backoff_s": 0.01,
+            "progress": False,
+        }
+        for lat, lon in [(33, 96), (33, 99), (36, 96)]:  # (36, 99) is "all water": 404
+            tile = _worldcover_tile(tmp_path, lat, lon)
+            srv.add("/wc/" + worldcover.tile_url(tile.stem.split("_")[-2])[len(host) :], tile)
+        out = worldcover.retrieve_land_cover(
+            (98.5, 35.5, 99.5, 36.5), tmp_path / "lc.tif", settings
+        )
+    with rasterio.open(out) as src:
+        codes = src.read(1)
+        assert src.crs.to_epsg() == 4326 and src.nodata == 0 and src.dtypes[0] == "uint8"
+        assert src.tags()["missing_tiles_water"] == "N36E099"
+        b = src.bounds
+        t = src.transform
+    assert (b.left, b.bottom, b.right, b.top) == pytest.approx((98.5, 35.5, 99.5, 36.5))
+    x = t.c + (np.arange(codes.shape[1]) + 0.5) * t.a
+    y = t.f + (np.arange(codes.shape[0]) + 0.5) * t.e
+    lon, lat = np.meshgrid(x, y)
+    water = (lon > 99) & (lat > 36)
+    assert (codes[water] == 0).all()
+    np.testing.assert_array_equal(codes[~water], _worldcover_code(lon, lat)[~water])
+
+
+def test_a_scenario_may_change_a_types_parameters(mixed):
+    """ssp245 with alpine_meadow n_thawing 1.1 -> 1.3 (e.g. meadow degradation): its maps are
+    warmer on meadow pixels only; the baseline and the other scenarios keep their bits."""
+    cfg, t, codes, _ = mixed
+    raw = tiny_raw_config(_raw(), bbox=BBOX, res_arcsec=RES_ARCSEC, tile_px=16)
+    raw["ground"]["surface"]["land_cover"] = cfg["ground"]["surface"]["land_cover"]
+    raw["ground"]["probability"]["samples"] = 20
+    raw["scenarios"]["ssp245"]["overrides"] = {
+        "ground": {"surface": {"types": {"alpine_meadow": {"n_thawing": 1.3}}}}
+    }
+    base, over = _model(cfg, t), _model(prepare(raw), t)
+    names = list(cfg["scenarios"])
+    n_h = len(cfg["horizons"])
+    meadow = codes == GRASS
+    for f in base.dtype.names:
+        k = int(f[1 : f.index("_")]) if f.startswith("s") and f[1].isdigit() else None
+        if k is not None and names[k // n_h] == "ssp245" and f.endswith("_magt"):
+            thaws = meadow & (base["tdd"] > 0)
+            assert (over[f][thaws] > base[f][thaws]).all(), f
+            np.testing.assert_array_equal(_bits(over[f][~meadow]), _bits(base[f][~meadow]))
+        elif k is None or names[k // n_h] != "ssp245":
+            np.testing.assert_array_equal(_bits(over[f]), _bits(base[f]), err_msg=f)

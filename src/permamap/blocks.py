@@ -54,7 +54,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from . import climate, ground, terrain
+from . import climate, ground, surface, terrain
 from .config import scenario_config
 from .grid import HALO_PX, Grid, cell_size_m, find_tile
 from .products import CLASS_NODATA, FLOAT_NODATA
@@ -355,13 +355,20 @@ def model_dtype(config: dict, parts: Sequence[str] = PARTS) -> np.dtype:
     return np.dtype(fields)
 
 
+#: Key of the land cover (:class:`permamap.surface.SurfaceMap` or None) in :func:`forcings`.
+SURFACE = surface.FORCING_KEY
+
+
 def forcings(config: dict) -> dict:
     """Climate forcing of the baseline (key None) and of every scenario (its merged config),
-    built once per tile: a gridded forcing reads its rasters when built."""
+    built once per tile: a gridded forcing reads its rasters when built; and under
+    :data:`SURFACE` the land cover of ``ground.surface`` (None for one surface type), opened
+    and checked once."""
     out = {None: climate.forcing_from_config(config)}
     for name in config["scenarios"]:
         scfg = scenario_config(config, name)
         out[name] = out[None] if scfg is config else climate.forcing_from_config(scfg)
+    out[SURFACE] = surface.from_config(config)
     return out
 
 
@@ -375,28 +382,37 @@ def model_block(
     wrappers of :mod:`permamap.climate` / :mod:`permamap.ground` in the same order and with the
     same inputs as :mod:`permamap.steps` (equilibrium scenario response; the monthly warming of a
     scenario from ``steps.scenario_delta_fields``: uniform, or CMIP6 delta rasters).
-    """
 
+    Surface types (``ground.surface.land_cover``, :mod:`permamap.surface`): the chunk's surface
+    index and the multiplier table of the (scenario) config go to every ground wrapper; pixels
+    of masked types (water, glaciers) are nodata in the ground products (their elevation is
+    NaN for the ground wrappers; the climate fields stay).
+    """
     h, w = t.shape[1:]
     out = np.empty((h, w), model_dtype(config, parts))
     z, slope, aspect, solar = (np.asarray(t[i], np.float64) for i in range(4))
     forcing_of = forcing_of if forcing_of is not None else forcings(config)
     forcing = forcing_of[None]
+    z_ground, kw = z, {}
+    if {"ground", "active_layer", "probability"} & set(parts):
+        z_ground, kw = surface.block_args(config, chunk_grid, z, forcing_of)
     if {"climate", "ground", "active_layer"} & set(parts):
         maat, fdd, tdd, amp = climate.compute_climate(z, forcing, grid=chunk_grid)
         if "climate" in parts:
             out["maat"], out["fdd"], out["tdd"], out["amplitude"] = maat, fdd, tdd, amp
     if {"ground", "active_layer"} & set(parts):
-        magt, cls, stab = ground.compute_ground(config, z, slope, aspect, fdd, tdd, solar=solar)
+        magt, cls, stab = ground.compute_ground(
+            config, z_ground, slope, aspect, fdd, tdd, solar=solar, **kw
+        )
         if "ground" in parts:
             out["magt"], out["class"], out["stability"] = magt, cls, stab
     if "active_layer" in parts:
         out["alt"], out["freeze_depth"] = ground.active_layer(
-            config, cls, fdd, tdd, solar=solar, maat=maat, amplitude=amp
+            config, cls, fdd, tdd, solar=solar, maat=maat, amplitude=amp, **kw
         )
     if "probability" in parts:
         prob = ground.compute_probability(
-            config, forcing, z, slope, aspect, solar=solar, grid=chunk_grid
+            config, forcing, z_ground, slope, aspect, solar=solar, grid=chunk_grid, **kw
         )
         out["probability"], out["zone"] = prob, ground.ipa_zone(prob)
     if "scenarios" in parts:

@@ -850,9 +850,12 @@ def scenarios_block(
     Degradation against the baseline (equilibrium) or the transient baseline.
     """
     from . import degradation as dg
+    from . import surface
     from .steps import scenario_delta_fields
 
     z, slope, aspect, solar = (np.asarray(terrain[i], np.float64) for i in range(4))
+    # surface types (permamap.surface): equilibrium only; the transient columns are per cluster
+    z_ground, surf_kw = surface.block_args(config, grid, z, forcing_of)
     is_transient = mode(config) == "transient"
     if is_transient and (transient is None or clim is None):
         raise ValueError("scenarios_block: the transient response needs clim and transient")
@@ -885,9 +888,10 @@ def scenarios_block(
         scfg = cfgmod.scenario_config(config, name)
         forcing = forcing_of[name] if forcing_of is not None else climate.forcing_from_config(scfg)
         deltas = scenario_delta_fields(config, name, grid)
+        skw = surface.scenario_args(surf_kw, scfg)
         if not is_transient:
             m_all, c_all = ground.compute_scenarios(
-                scfg, forcing, z, slope, aspect, deltas, grid=grid, solar=solar
+                scfg, forcing, z_ground, slope, aspect, deltas, grid=grid, solar=solar, **skw
             )
         for k, h in enumerate(config["horizons"]):
             if not is_transient and not degradation:
@@ -914,7 +918,7 @@ def scenarios_block(
                 scen_pf = cls == PERMAFROST
                 scen_stab = dg.stability_codes(magt, scen_pf, thresholds)
                 scen_alt = ground.active_layer(
-                    scfg, cls, fdd_s, tdd_s, solar=solar, maat=maat_s, amplitude=amp_s
+                    scfg, cls, fdd_s, tdd_s, solar=solar, maat=maat_s, amplitude=amp_s, **skw
                 )[0]
                 talik = np.zeros(shape, bool)
             magts[i] = magt

@@ -350,3 +350,30 @@ def _pixel_ratio(grid, crs, transform) -> float:
     )
     col, row = _pixel_coords(transform, x, y)
     return float(max(abs(col[1] - col[0]), abs(row[3] - row[2])))
+
+
+#: Key of the land cover (a :class:`SurfaceMap` or None) in the per-tile dict of
+#: :func:`permamap.blocks.forcings` (a tuple, so no scenario name can collide with it).
+FORCING_KEY = ("surface",)
+
+
+def block_args(config: dict, grid, z: np.ndarray, forcing_of: dict | None = None):
+    """(z for the ground wrappers, their ``surface``/``surface_mult`` keyword arguments) of a
+    block on ``grid``: ``(z, {})`` with one surface (no land cover), so the calls are exactly
+    those without surface types. Otherwise ``z`` is NaN on masked types (not modelled) and the
+    multipliers are ``config``'s (:func:`scenario_args` swaps in a scenario's). The land cover
+    comes from ``forcing_of[FORCING_KEY]`` (opened once per tile) or is opened here."""
+    if forcing_of is not None and FORCING_KEY in forcing_of:
+        smap = forcing_of[FORCING_KEY]
+    else:
+        smap = from_config(config)
+    if smap is None:
+        return z, {}
+    surf = smap.index(grid)
+    return smap.masked(z, surf), {"surface": surf, "surface_mult": multipliers(config)}
+
+
+def scenario_args(kwargs: dict, scenario_config: dict) -> dict:
+    """:func:`block_args`' keyword arguments with the multipliers of a scenario's merged config
+    (a scenario may change the types' parameters)."""
+    return {**kwargs, "surface_mult": multipliers(scenario_config)} if kwargs else {}
