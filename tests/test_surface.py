@@ -616,3 +616,48 @@ def test_a_scenario_may_change_a_types_parameters(mixed):
             np.testing.assert_array_equal(_bits(over[f][~meadow]), _bits(base[f][~meadow]))
         elif k is None or names[k // n_h] != "ssp245":
             np.testing.assert_array_equal(_bits(over[f]), _bits(base[f]), err_msg=f)
+
+
+def test_workflow_takes_the_land_cover_as_an_input(tmp_path):
+    """With ground.surface.land_cover the ground and scenarios jobs list it as an input (a new
+    land cover reruns them); without it (the sample) they do not."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    shutil.copy(REPO / "Snakefile", tmp_path / "Snakefile")
+    for d in ("workflow", "config", "envs"):
+        shutil.copytree(REPO / d, tmp_path / d, ignore=shutil.ignore_patterns("__pycache__"))
+    raw = _raw()
+    grid = Grid.from_config(prepare(copy.deepcopy(raw)))
+    fine = np.full((grid.height, grid.width), GRASS, np.uint8)
+    _write(tmp_path / "lc.tif", fine, grid.transform)
+    raw["ground"]["surface"]["land_cover"] = "lc.tif"
+    (tmp_path / "lc.yaml").write_text(yaml.safe_dump(raw))
+
+    def jobs(*extra):
+        proc = subprocess.run(
+            [snakemake, "-n", "--cores", "2", *extra],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out, rule = {}, None
+        for line in proc.stdout.splitlines():
+            s = line.strip()
+            if s.startswith(("rule ", "localrule ")):
+                rule = s.split()[1].rstrip(":")
+            elif s.startswith("input:") and rule:
+                out.setdefault(rule, []).append(s)
+        return out
+
+    with_lc = jobs("--configfile", "lc.yaml")
+    assert with_lc["ground"] and all("lc.tif" in s for s in with_lc["ground"])
+    assert with_lc["scenarios"] and all("lc.tif" in s for s in with_lc["scenarios"])
+    assert not any("lc.tif" in s for s in with_lc.get("climate", []))
+    without = jobs()
+    assert without["ground"] and not any("lc.tif" in s for v in without.values() for s in v)

@@ -1,10 +1,20 @@
 # Baseline MAGT (ttop or lapse model), ground class and thermal stability per tile.
+#
+# ground.surface.land_cover (permamap.surface): an optional categorical raster mapping pixels to
+# surface types (n-factors, r_k); when given it is an input of the ground and scenarios jobs, so
+# a new land cover reruns them. null (the sample) adds nothing.
+LAND_COVER = (
+    {"land_cover": config["ground"]["surface"]["land_cover"]}
+    if config["ground"]["surface"].get("land_cover")
+    else {}
+)
 
 
 rule ground:
     input:
         terrain=rules.terrain.output[0],
         climate=rules.climate.output[0],
+        **LAND_COVER,
     output:
         magt=f"{RES}/tiles/{{tile}}/ground_magt.tif",
         cls=f"{RES}/tiles/{{tile}}/ground_class.tif",

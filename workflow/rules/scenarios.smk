@@ -25,6 +25,7 @@ rule scenarios:
         climate=rules.climate.output[0],
         ground_magt=rules.ground.output.magt,
         ground_class=rules.ground.output.cls,
+        **LAND_COVER,
         **({"fit": TOPOSUB_FIT, "transient": TRANSIENT_TABLE} if TRANSIENT else {}),
     output:
         magt=f"{RES}/tiles/{{tile}}/scenarios_magt.tif",
