@@ -389,11 +389,8 @@ def _terrain_inputs(spec):
     n = spec["n"]
     grid = _dem_grid(n)
     win = Window(1, 1, n - 2, n - 2)
-    z = blocks.lazy_raster(
-        spec["dem"],
-        (blocks.halo_chunks(n - 2, spec["chunk"]), blocks.halo_chunks(n - 2, spec["chunk"])),
-        bands=[1],
-    )[0]
+    # read chunk by chunk with the halo, as blocks.terrain_tile does
+    z = blocks.RasterReader(spec["dem"], [1])
     return grid, win, z
 
 

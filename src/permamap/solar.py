@@ -49,7 +49,7 @@ direction the slope faces; flat cells have aspect -1 and slope 0 (index 1.0); ``
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+import threading
 
 import numpy as np
 from numba import njit
@@ -292,7 +292,7 @@ def _days(doy_range):
     return np.concatenate([np.arange(start, 366), np.arange(1, end + 1)]).astype(np.float64)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sun_table_kernel(lat_deg, days, steps_per_day, transmissivity, pressure_ratio):
     phi = math.radians(lat_deg)
     n = days.shape[0] * steps_per_day
@@ -370,14 +370,37 @@ def solar_index_from_table(slope_deg, aspect_deg, vectors, horizontal):
     return s / horizontal
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _positive_sum(nu, ns, nw, up, south, west):
+    """sum_t max(0, nu up_t + ns south_t + nw west_t), the numerator of
+    :func:`solar_index_from_table` over the columns of a sun table. 'reassoc' lets the sum be
+    split into SIMD lanes (a fixed order for a given table, so the same bits every call)."""
+    s = 0.0
+    for t in range(up.shape[0]):
+        c = nu * up[t] + ns * south[t] + nw * west[t]
+        s += max(c, 0.0)
+    return s
+
+
+@njit(cache=True, nogil=True)
 def _lut_kernel(vectors, horizontal, slope_step, aspect_step):
+    """Index at slope ``i * slope_step`` and aspect ``j * aspect_step`` (the sum of
+    :func:`solar_index_from_table`, vectorised over the sun table's columns)."""
     ns = int(round(90.0 / slope_step)) + 1
     na = int(round(360.0 / aspect_step)) + 1
     lut = np.empty((ns, na), dtype=np.float64)
+    up = np.ascontiguousarray(vectors[:, 0])
+    south = np.ascontiguousarray(vectors[:, 1])
+    west = np.ascontiguousarray(vectors[:, 2])
     for i in range(ns):
         for j in range(na):
-            lut[i, j] = solar_index_from_table(i * slope_step, j * aspect_step, vectors, horizontal)
+            if horizontal <= 0.0:
+                lut[i, j] = math.nan
+            elif i == 0:
+                lut[i, j] = 1.0
+            else:
+                nu, nsouth, nwest = surface_normal(i * slope_step, j * aspect_step)
+                lut[i, j] = _positive_sum(nu, nsouth, nwest, up, south, west) / horizontal
     return lut
 
 
@@ -390,13 +413,30 @@ def _check_params(steps_per_day, transmissivity, pressure_ratio):
         raise ValueError(f"pressure_ratio={pressure_ratio}: must be > 0")
 
 
-@lru_cache(maxsize=128)
-def _lut_cached(
-    lat_deg, doy_range, steps_per_day, transmissivity, pressure_ratio, slope_step, aspect_step
-):
-    vec, hor = sun_table(lat_deg, doy_range, steps_per_day, transmissivity, pressure_ratio)
-    lut = _lut_kernel(vec, hor, float(slope_step), float(aspect_step))
-    lut.setflags(write=False)
+_LUTS: dict = {}
+_LUTS_MAX = 256
+_LUT_LOCK = threading.Lock()
+
+
+def _lut_cached(*key):
+    """The table of ``key`` (the arguments of :func:`solar_index_lut`), built once per process.
+
+    Chunks of a tile run in threads and neighbouring chunks need the same latitude nodes: the
+    lock makes the second thread wait for the table instead of building it again (the kernels
+    release the GIL, so other chunks keep computing meanwhile)."""
+    lut = _LUTS.get(key)
+    if lut is not None:
+        return lut
+    with _LUT_LOCK:
+        lut = _LUTS.get(key)
+        if lut is None:
+            lat_deg, doy_range, steps_per_day, transmissivity, pressure_ratio = key[:5]
+            vec, hor = sun_table(lat_deg, doy_range, steps_per_day, transmissivity, pressure_ratio)
+            lut = _lut_kernel(vec, hor, float(key[5]), float(key[6]))
+            lut.setflags(write=False)
+            if len(_LUTS) >= _LUTS_MAX:
+                _LUTS.pop(next(iter(_LUTS)))
+            _LUTS[key] = lut
     return lut
 
 
@@ -431,43 +471,46 @@ def solar_index_lut(
     )
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, fastmath={"contract", "arcp", "nsz"})
 def _interp_block(slope, aspect, node_lo, node_w, luts, slope_step, aspect_step, nodata, out):
     """Per pixel: bilinear in (slope, aspect) on two latitude nodes, linear between them."""
     nrows, ncols = slope.shape
     ns = luts.shape[1]
     na = luts.shape[2]
+    to_is = 1.0 / slope_step
+    to_ia = 1.0 / aspect_step
     for r in range(nrows):
         k = node_lo[r]
         wl = node_w[r]
+        if math.isnan(wl):
+            out[r, :] = math.nan
+            continue
+        lo = luts[k]
+        hi = luts[k + 1]
         for c in range(ncols):
-            s = slope[r, c]
-            a = aspect[r, c]
-            if math.isnan(s) or math.isnan(a) or s == nodata or a == nodata or math.isnan(wl):
+            s = np.float64(slope[r, c])
+            a = np.float64(aspect[r, c])
+            if math.isnan(s) or math.isnan(a) or s == nodata or a == nodata:
                 out[r, c] = math.nan
                 continue
             if s <= 0.0 or a < 0.0:
                 out[r, c] = 1.0
                 continue
-            a = a % 360.0
-            fs = s / slope_step
-            if fs >= ns - 1:
-                fs = ns - 1.000001
-            fa = a / aspect_step
-            if fa >= na - 1:
-                fa = na - 1.000001
+            if a >= 360.0:
+                a = a % 360.0
+            fs = min(s * to_is, ns - 1.000001)
+            fa = min(a * to_ia, na - 1.000001)
             i = int(fs)
             j = int(fa)
             ts = fs - i
             ta = fa - j
-            v = 0.0
-            for q in range(2):
-                lut = luts[k + q]
-                b = (1.0 - ts) * ((1.0 - ta) * lut[i, j] + ta * lut[i, j + 1]) + ts * (
-                    (1.0 - ta) * lut[i + 1, j] + ta * lut[i + 1, j + 1]
-                )
-                v += (1.0 - wl) * b if q == 0 else wl * b
-            out[r, c] = v
+            b0 = (1.0 - ts) * ((1.0 - ta) * lo[i, j] + ta * lo[i, j + 1]) + ts * (
+                (1.0 - ta) * lo[i + 1, j] + ta * lo[i + 1, j + 1]
+            )
+            b1 = (1.0 - ts) * ((1.0 - ta) * hi[i, j] + ta * hi[i, j + 1]) + ts * (
+                (1.0 - ta) * hi[i + 1, j] + ta * hi[i + 1, j + 1]
+            )
+            out[r, c] = (1.0 - wl) * b0 + wl * b1
 
 
 def _as_block(x, name):
