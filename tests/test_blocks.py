@@ -314,6 +314,33 @@ def test_chunk_writer_matches_whole_array_write(tmp_path):
         np.testing.assert_array_equal(c.read(), w.read())
 
 
+def test_multiband_file_written_whole_tiles_once(tmp_path):
+    """Several dask bands of one (pixel-interleaved) file with a small GDAL cache: the same
+    pixels as an in-memory write, and no tile written twice (a tile flushed before all its
+    bands arrived is rewritten and appended, so the file grows past the in-memory one)."""
+    grid = Grid.from_bbox((101.0, 36.0, 101.8, 36.8), 1 / 800)  # 640 x 640
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(4, 640, 640)).astype(np.float32)
+    a[1, 5:9, 300:310] = np.nan
+    bands = [(da.from_array(a[i], chunks=256), f"b{i}", "m") for i in range(4)]
+    opts = blocks.Options(gdal_cache_mb=1, compress="zstd")
+    blocks.store([blocks.RasterOut(tmp_path / "c.tif", grid, "float32", FLOAT_NODATA, bands)], opts)
+    write_bands(
+        tmp_path / "w.tif",
+        np.where(np.isnan(a), FLOAT_NODATA, a),
+        grid,
+        dtype="float32",
+        nodata=FLOAT_NODATA,
+        descriptions=[f"b{i}" for i in range(4)],
+        units=["m"] * 4,
+        compress="zstd",
+    )
+    with rasterio.open(tmp_path / "c.tif") as c, rasterio.open(tmp_path / "w.tif") as w:
+        np.testing.assert_array_equal(c.read(), w.read())
+    size_c, size_w = ((tmp_path / f).stat().st_size for f in ("c.tif", "w.tif"))
+    assert size_c < 1.05 * size_w
+
+
 def test_halo_chunks():
     assert blocks.output_chunks(10, 4) == (4, 4, 2)
     assert blocks.halo_chunks(10, 4) == (5, 4, 3)  # 12 cells with the halo

@@ -259,10 +259,8 @@ def terrain_block(z_halo: np.ndarray, r0: int, lat, dx, dy, config: dict | None)
     solar is 1.0 when ``config`` is None)."""
     h, w = z_halo.shape[0] - 2 * HALO_PX, z_halo.shape[1] - 2 * HALO_PX
     out = np.empty((4, h, w), np.float32)
-    slope, aspect = terrain.slope_aspect(z_halo, dx[r0 : r0 + h], dy[r0 : r0 + h])
+    slope, aspect = terrain.slope_aspect(z_halo, dx[r0 : r0 + h], dy[r0 : r0 + h], out=out[1:3])
     out[0] = z_halo[HALO_PX:-HALO_PX, HALO_PX:-HALO_PX]
-    out[1] = slope
-    out[2] = aspect
     if config is None:
         out[3] = np.where(np.isnan(slope), np.nan, 1.0)
     else:
@@ -280,7 +278,9 @@ def slope_aspect_dask(z_halo, dx_rows, dy_rows, chunk_px: int) -> da.Array:
     dy_rows = np.asarray(dy_rows, np.float64)
 
     def block(zb, r0, r1):
-        return np.stack(terrain.slope_aspect(zb, dx_rows[r0:r1], dy_rows[r0:r1]))
+        out = np.empty((2, zb.shape[0] - 2 * HALO_PX, zb.shape[1] - 2 * HALO_PX), np.float32)
+        terrain.slope_aspect(zb, dx_rows[r0:r1], dy_rows[r0:r1], out=out)
+        return out
 
     return _stencil_map(block, z_halo, 2, ny, nx, chunk_px)
 
@@ -514,9 +514,11 @@ class RasterOut:
 
 
 class _BandTarget:
-    """``target[rows, cols] = block`` writes a block to its window of one band (NaN -> nodata)."""
+    """``target[rows, cols] = block`` writes a block to its window of band ``band`` (an int),
+    ``target[bands, rows, cols] = block`` a (k, rows, cols) block to bands ``band`` (a list of k
+    band numbers) in one call; NaN -> nodata."""
 
-    def __init__(self, dst, band: int, lock: threading.Lock, dtype: str, nodata):
+    def __init__(self, dst, band, lock: threading.Lock, dtype: str, nodata):
         self.dst, self.band, self.lock = dst, band, lock
         self.dtype = np.dtype(dtype)
         self.nodata = nodata
@@ -525,7 +527,7 @@ class _BandTarget:
         )
 
     def __setitem__(self, key, block):
-        rs, cs = key
+        rs, cs = key[-2:]
         block = np.asarray(block)
         if self.fill:
             block = np.where(np.isnan(block), self.nodata, block)
@@ -540,7 +542,11 @@ def store(outputs: Sequence[RasterOut], opts: Options) -> None:
 
     All bands go through one ``dask.array.store`` call, so chunk tasks shared by several bands
     (e.g. the fields of :func:`model_stack`) are computed once and released after their blocks
-    are written. NumPy bands are written whole.
+    are written. The dask bands of one file are written together, chunk by chunk, in one call
+    per chunk: the files are pixel-interleaved, so a GeoTIFF tile holds every band, and a tile
+    written band by band was compressed, evicted from GDAL's cache, read back and compressed
+    again, the rewritten tile appended (measured on 4 float32 bands of 4096 x 4096: 310 MB and
+    2.8 s band by band, see README "Performance"). NumPy bands are written whole.
     """
     with contextlib.ExitStack() as stack:
         stack.enter_context(
@@ -574,18 +580,28 @@ def store(outputs: Sequence[RasterOut], opts: Options) -> None:
             if o.colormap:
                 dst.write_colormap(1, o.colormap)
             lock = threading.Lock()
+            lazy = []
             for i, (arr, _, _) in enumerate(o.bands, start=1):
                 if arr.shape != (o.grid.height, o.grid.width):
                     raise ValueError(
                         f"{o.path}: band {i} has shape {arr.shape}, grid is "
                         f"{(o.grid.height, o.grid.width)}"
                     )
-                target = _BandTarget(dst, i, lock, o.dtype, o.nodata)
                 if isinstance(arr, da.Array):
-                    sources.append(arr)
-                    targets.append(target)
+                    lazy.append((i, arr))
                 else:
+                    target = _BandTarget(dst, i, lock, o.dtype, o.nodata)
                     target[slice(0, arr.shape[0]), slice(0, arr.shape[1])] = arr
+            if len(lazy) == 1:
+                sources.append(lazy[0][1])
+                targets.append(_BandTarget(dst, lazy[0][0], lock, o.dtype, o.nodata))
+            elif lazy:
+                # all bands of a chunk in one write: every GeoTIFF tile (pixel-interleaved, so
+                # holding all bands) is complete when written and compressed once
+                first = lazy[0][1]
+                stacked = da.stack([a.rechunk(first.chunks) for _, a in lazy])
+                sources.append(stacked.rechunk({0: len(lazy)}))
+                targets.append(_BandTarget(dst, [i for i, _ in lazy], lock, o.dtype, o.nodata))
         if sources:
             # a progress bar (stderr, i.e. the job's log) for per-tile work longer than 10 s
             with scheduler(opts.threads), _progress_bar()(minimum=10.0, dt=2.0, out=sys.stderr):

@@ -147,26 +147,30 @@ def horn_slope_aspect_kernel(z, dx_m, dy_m, slope_out, aspect_out):
             aspect_out[r, col] = math.nan if centre_nan else aspect
 
 
-def slope_aspect(z_with_halo: np.ndarray, dx_m: np.ndarray, dy_m: np.ndarray):
+def slope_aspect(z_with_halo: np.ndarray, dx_m: np.ndarray, dy_m: np.ndarray, out=None):
     """Slope and aspect (degrees, float32) of a haloed block; see the module docstring.
 
     ``z_with_halo`` float32 or float64 (other dtypes are converted to float64); float32 is read
-    as is (half the memory traffic, the same results as its float64 copy)."""
+    as is (half the memory traffic, the same results as its float64 copy). ``out``: optional
+    (2, ny, nx) float32 array to write slope and aspect into (no copy); returns its two bands.
+    """
     z = np.asarray(z_with_halo)
     if z.dtype not in (np.float32, np.float64):
         z = z.astype(np.float64)
     z = np.ascontiguousarray(z)
     ny, nx = z.shape[0] - 2, z.shape[1] - 2
-    slope = np.empty((ny, nx), np.float32)
-    aspect = np.empty((ny, nx), np.float32)
+    if out is None:
+        out = np.empty((2, ny, nx), np.float32)
+    elif out.shape != (2, ny, nx) or out.dtype != np.float32:
+        raise ValueError(f"out must be (2, {ny}, {nx}) float32, got {out.shape} {out.dtype}")
     horn_slope_aspect_kernel(
         z,
         np.ascontiguousarray(dx_m, np.float64),
         np.ascontiguousarray(dy_m, np.float64),
-        slope,
-        aspect,
+        out[0],
+        out[1],
     )
-    return slope, aspect
+    return out[0], out[1]
 
 
 def northness(slope_deg, aspect_deg):
