@@ -661,3 +661,14 @@ def test_workflow_takes_the_land_cover_as_an_input(tmp_path):
     assert not any("lc.tif" in s for s in with_lc.get("climate", []))
     without = jobs()
     assert without["ground"] and not any("lc.tif" in s for v in without.values() for s in v)
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "int16", "int32"])
+def test_any_integer_dtype_gives_the_same_index(checkerboard, tmp_path, dtype):
+    """uint8/16 and int16 codes go through a table over every code, wider ones through
+    np.unique: the same types either way (nodata and unmapped codes included)."""
+    path, grid, _, _ = checkerboard
+    with rasterio.open(path) as src:
+        codes = src.read(1)
+    other = _write(tmp_path / f"lc_{dtype}.tif", codes, _fine_transform(grid), dtype=dtype)
+    np.testing.assert_array_equal(_index_of(_cfg(other)), _index_of(_cfg(path)))

@@ -240,11 +240,21 @@ class SurfaceMap:
     def codes_to_types(self, codes: np.ndarray) -> np.ndarray:
         """Type index (uint8) of land-cover codes: mapped codes their type, unmapped codes the
         default type, nodata :data:`NO_TYPE`."""
+        if codes.dtype.itemsize <= 2:  # a table over every possible code (uint8: WorldCover)
+            info = np.iinfo(codes.dtype)
+            values = np.arange(info.min, info.max + 1)
+            return self._type_table(values)[codes.astype(np.int64) - info.min]
         values, inverse = np.unique(codes, return_inverse=True)
-        types = np.array([self.lookup.get(int(v), self.default) for v in values.tolist()], np.uint8)
+        return self._type_table(values)[inverse.reshape(codes.shape)]
+
+    def _type_table(self, values: np.ndarray) -> np.ndarray:
+        """Type index (uint8) of each code in ``values``."""
+        types = np.full(len(values), self.default, np.uint8)
+        for code, t in self.lookup.items():
+            types[values == code] = t
         if self.nodata is not None:
             types[values == self.nodata] = NO_TYPE
-        return types[inverse.reshape(codes.shape)]
+        return types
 
     def masked(self, z: np.ndarray, surface: np.ndarray) -> np.ndarray:
         """``z`` with NaN on pixels of masked types (water, glaciers): not modelled."""
