@@ -29,9 +29,11 @@ count and GDAL's block cache, not by the tile size.
 * **Threads**: ``dask.config.set(scheduler='threads', num_workers=threads)``; the kernels are
   ``nogil`` so chunks run in parallel; GDAL compresses with ``NUM_THREADS=threads``.
 * **Writing** (:func:`store`): one ``dask.array.store`` over every band of every output file,
-  so each chunk is computed once; a per-file lock serialises the windowed writes; GDAL's block
-  cache is capped (``blocks.gdal_cache_mb``) so dirty blocks are flushed (compressed) as they
-  complete. ``chunk_px`` should be a multiple of the 256-pixel GeoTIFF block.
+  so each chunk is computed once; every band of a file is written for a chunk in one call (the
+  files are pixel-interleaved: a GeoTIFF tile is complete, and compressed once, when written);
+  a per-file lock serialises the windowed writes; GDAL's block cache is capped
+  (``blocks.gdal_cache_mb``) so complete blocks are flushed (compressed) as the cache fills.
+  ``chunk_px`` should be a multiple of the 256-pixel GeoTIFF block.
 
 Backends (``blocks.backend``): ``dask`` (default) or ``numpy`` (the whole tile as one block in
 memory, no dask: the reference the dask path is tested against, bit for bit).
