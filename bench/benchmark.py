@@ -227,108 +227,15 @@ def model_numpy(z, slope, solar, prm):
     return np.stack(magts), np.stack(classes)
 
 
-def model_numba_block(t4, cfg, prm):
-    """The same model through permamap's fused numba kernel (ground.compute_scenarios)."""
+def model_numba_block(z, slope, aspect, solar, cfg, prm, forcing=None):
+    """The same model through permamap's fused numba kernel (ground.compute_scenarios):
+    (magt (h, w, k) float64, class (h, w, k) uint8), warmings last like the xarray version."""
 
     from permamap import climate, ground
 
-    z, slope, aspect, solar = (np.asarray(t4[i], np.float64) for i in range(4))
-    return ground.compute_scenarios(
-        cfg, climate.forcing_from_config(cfg), z, slope, aspect, prm["warmings"], solar=solar
-    )
-
-
-# A prototype (benchmark only) of a specialised kernel for uniform warming and station forcing:
-# the annual mean and the two harmonics are linear in (z_ref - z) and in the warming, so they
-# are computed once per pixel and shifted per warming instead of re-summing 12 months.
-_FAST = None
-
-
-def _fast_kernel():
-    global _FAST
-    if _FAST is None:
-        import numba as nb
-
-        @nb.njit(cache=False, nogil=True)
-        def kern(
-            z, slope, solar, m0, m1, a0, a1, b0, b1, dms, das, dbs, nf, nt0, rk, e, P, magt, cls
-        ):
-            ny, nx = z.shape
-            for r in range(ny):
-                for c in range(nx):
-                    zz = z[r, c]
-                    si = solar[r, c]
-                    if math.isnan(zz + slope[r, c] + si):
-                        for k in range(dms.shape[0]):
-                            magt[k, r, c] = np.nan
-                            cls[k, r, c] = 255
-                        continue
-                    dz = zz
-                    f = 1.0 + e * (si - 1.0)
-                    nt = nt0 * f if f > 0.0 else 0.0
-                    mz, az, bz = m0 + m1 * dz, a0 + a1 * dz, b0 + b1 * dz
-                    for k in range(dms.shape[0]):
-                        M = mz + dms[k]
-                        a = az + das[k]
-                        b = bz + dbs[k]
-                        A = math.sqrt(a * a + b * b)
-                        if A <= abs(M):
-                            if M >= 0.0:
-                                fdd, tdd = 0.0, M * P
-                            else:
-                                fdd, tdd = -M * P, 0.0
-                        else:
-                            th = math.acos(-M / A)
-                            tdd = P / math.pi * (M * th + A * math.sin(th))
-                            fdd = tdd - M * P
-                        num = rk * nt * tdd - nf * fdd
-                        m = num / P if num < 0.0 else (nt * tdd - nf * fdd / rk) / P
-                        magt[k, r, c] = m
-                        cls[k, r, c] = 1 if m < 0.0 else (2 if fdd > 0.0 else 3)
-
-        _FAST = kern
-    return _FAST
-
-
-def model_fast_block(t4, prm):
-
-    op, days = _harmonic_operator()
-    # T_m = t_ref_m + lapse_m z_ref - lapse_m z + dT: coefficients of 1 and z
-    c0 = prm["t_ref"] + prm["lapse"] * prm["z_ref"]
-    c1 = -prm["lapse"]
-    m0, m1 = days @ c0 / 365.0, days @ c1 / 365.0
-    a0, a1 = op[1] @ c0, op[1] @ c1
-    b0, b1 = op[2] @ c0, op[2] @ c1
-    w = prm["warmings"]
-    dms = w * 1.0  # a uniform warming shifts the mean only (the harmonics of a constant are 0)
-    das = w * op[1].sum()
-    dbs = w * op[2].sum()
-    z, slope, _, solar = (np.ascontiguousarray(t4[i], np.float64) for i in range(4))
-    k = len(w)
-    magt = np.empty((k, *z.shape))
-    cls = np.empty((k, *z.shape), np.uint8)
-    _fast_kernel()(
-        z,
-        slope,
-        solar,
-        m0,
-        m1,
-        a0,
-        a1,
-        b0,
-        b1,
-        dms,
-        das,
-        dbs,
-        prm["nf"],
-        prm["nt"],
-        prm["rk"],
-        prm["e_solar"],
-        prm["period"],
-        magt,
-        cls,
-    )
-    return magt, cls
+    forcing = forcing if forcing is not None else climate.forcing_from_config(cfg)
+    m, c = ground.compute_scenarios(cfg, forcing, z, slope, aspect, prm["warmings"], solar=solar)
+    return np.moveaxis(m, 0, -1), np.moveaxis(c, 0, -1)
 
 
 # =============================================================================================
@@ -522,16 +429,18 @@ def _model_input(spec):
 
 def stage_model(spec):
     """The per-pixel model (air temperature -> degree-days -> MAGT -> class, baseline + every
-    scenario x horizon) over a band of the terrain stack: numba (permamap's fused kernel
-    through dask map_blocks), plain NumPy (chunk loop, one thread), xarray + dask apply_ufunc
-    of the NumPy version, or the specialised-kernel prototype."""
+    scenario x horizon) over a band of the terrain stack: numba (permamap's fused kernel per
+    chunk through dask ``apply_gufunc``), plain NumPy (chunk loop, one thread), or xarray +
+    dask ``apply_ufunc`` of the NumPy version (the same dask structure as numba's: a function
+    per chunk returning MAGT float64 and class uint8 with the warmings last)."""
     import dask.array as da
 
-    from permamap import blocks
+    from permamap import blocks, climate
 
     cfg = _config()
     _warm(cfg)
     prm = model_params(cfg)
+    forcing = climate.forcing_from_config(cfg)
     k = len(prm["warmings"])
     t, npx = _model_input(spec)
     impl = spec["impl"]
@@ -544,25 +453,25 @@ def stage_model(spec):
         ]
     )
     model_numpy(tiny[0], tiny[1], tiny[3], prm)
-    model_fast_block(tiny, prm)
+    model_numba_block(*tiny, cfg, prm, forcing)
     sample = None
     t0 = time.perf_counter()
-    if impl in ("numba", "fast"):
+    if impl == "numba":
 
-        def block(tb):
-            m, c = model_numba_block(tb, cfg, prm) if impl == "numba" else model_fast_block(tb, prm)
-            return np.concatenate([m.astype(np.float32), c.astype(np.float32)])
+        def f(zb, sb, ab, sib):
+            return model_numba_block(zb, sb, ab, sib, cfg, prm, forcing)
 
-        out = da.map_blocks(
-            block,
-            t,
-            chunks=((2 * k,), *t.chunks[1:]),
-            dtype=np.float32,
-            meta=np.empty((0, 0, 0), np.float32),
+        m, cl = da.apply_gufunc(
+            f,
+            "(),(),(),()->(k),(k)",
+            *(t[i] for i in range(4)),
+            output_dtypes=(np.float64, np.uint8),
+            output_sizes={"k": k},
         )
         with blocks.scheduler(spec["threads"]):
-            da.store([out], [NullTarget()], lock=False)
-            sample = out[:, :64, :64].compute()
+            da.store([m, cl], [NullTarget(), NullTarget()], lock=False)
+            mm, cc = m[:64, :64].compute(), cl[:64, :64].compute()
+        sample = np.concatenate([np.moveaxis(mm, -1, 0), np.moveaxis(cc, -1, 0)]).astype(np.float32)
     elif impl == "numpy":
         c = spec["chunk"]
         for r0 in range(0, t.shape[1], c):
@@ -862,7 +771,7 @@ def _check_model_samples(work: Path) -> str:
     ref = np.load(work / "model_sample_numpy.npy")
     k = ref.shape[0] // 2
     lines = []
-    for impl in ("numba", "xarray", "fast"):
+    for impl in ("numba", "xarray"):
         p = work / f"model_sample_{impl}.npy"
         if not p.exists():
             continue
@@ -1021,7 +930,6 @@ def main(argv=None) -> None:
         ("numba1", "model: numba fused, 1 thread"),
         ("numpy", "model: plain NumPy (1 thread)"),
         ("xarray", f"model: xarray+dask apply_ufunc, {args.threads} thr"),
-        ("fast", f"model: specialised-kernel prototype, {args.threads} thr"),
     ):
         s = dict(
             mspec,
@@ -1098,7 +1006,6 @@ def _summary(rows, base, e2e, small, has_gdal, args):
     m_nb1, _ = _rate(rows, "model: numba fused, 1 thread")
     m_np, _ = _rate(rows, "model: plain NumPy")
     m_xr, _ = _rate(rows, "model: xarray")
-    m_fast, _ = _rate(rows, "model: specialised")
     e_rate, e_row = _rate(rows, "END TO END (")
     w_rate, w_row = _rate(rows, "write the same outputs alone")
 
@@ -1118,7 +1025,6 @@ def _summary(rows, base, e2e, small, has_gdal, args):
     line("per-pixel model numba / plain NumPy", ratio(m_nb, m_np), 7)
     line("per-pixel model numba 1 thread / plain NumPy", ratio(m_nb1, m_np))
     line("per-pixel model numba / xarray+dask apply_ufunc", ratio(m_nb, m_xr), 3.5)
-    line("per-pixel model prototype kernel / numba fused (same threads)", ratio(m_fast, m_nb))
     line("end to end MP/s of DEM", e_rate, 18)
     line("end to end peak memory (MB)", e_row[3] if e_row else None, 1024, higher=False)
     line(

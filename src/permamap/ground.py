@@ -63,7 +63,20 @@ import math
 import numba as nb
 import numpy as np
 
-from .climate import air_monthly_at, degree_days, maat_from_monthly
+from .climate import (
+    METHOD_MONTHLY,
+    YEAR_DAYS,
+    air_monthly_at,
+    annual_amplitude_c,
+    base_harmonics_row,
+    delta_harmonics,
+    harmonics,
+    is_spatially_uniform,
+    maat_from_monthly,
+    monthly_degree_days,
+    reference_harmonics,
+    sinusoid_degree_days,
+)
 from .products import CLASS_NODATA, NO_PERMAFROST, PERMAFROST, SEASONALLY_FROZEN, UNFROZEN
 
 MODEL_TTOP = 0
@@ -77,13 +90,19 @@ P_SOLAR = 14
 N_PARAMS = 15
 
 
+@nb.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def thawing_n_factor_pixel(n_thawing, solar_effect, solar_index):
+    """n_t,eff = n_t * max(0, 1 + e_solar (SI - 1)) (module docstring); NaN propagates."""
+    f = 1.0 + solar_effect * (solar_index - 1.0)
+    return n_thawing * f if f > 0.0 else 0.0 * solar_index
+
+
 @nb.vectorize(
     ["float64(float64, float64, float64)", "float32(float32, float32, float32)"], cache=True
 )
 def thawing_n_factor(n_thawing, solar_effect, solar_index):
-    """n_t,eff = n_t * max(0, 1 + e_solar (SI - 1)) (module docstring); NaN propagates."""
-    f = 1.0 + solar_effect * (solar_index - 1.0)
-    return n_thawing * f if f > 0.0 else 0.0 * solar_index
+    """:func:`thawing_n_factor_pixel` element-wise."""
+    return thawing_n_factor_pixel(n_thawing, solar_effect, solar_index)
 
 
 def ttop_c(fdd, tdd, n_freezing, n_thawing, conductivity_ratio, period_days=365.0):
@@ -96,7 +115,7 @@ def ttop_c(fdd, tdd, n_freezing, n_thawing, conductivity_ratio, period_days=365.
     return np.where(frozen, num / period_days, thawed)
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def ttop_pixel(fdd, tdd, n_f, n_t, r_k, period):
     """Numba scalar TTOP (C); same equation as :func:`ttop_c`."""
     num = r_k * n_t * tdd - n_f * fdd
@@ -105,13 +124,22 @@ def ttop_pixel(fdd, tdd, n_f, n_t, r_k, period):
     return (n_t * tdd - n_f * fdd / r_k) / period
 
 
-@nb.njit(cache=True, nogil=True)
-def lapse_magt_pixel(z, slope_deg, aspect_deg, rate_n, rate_s, z_ref, magt_ref, sin_full):
-    """MAGT (C) of the aspect-dependent lapse model (module docstring)."""
-    if aspect_deg < 0.0:  # flat
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def northness(slope_deg, aspect_deg):
+    """cos(aspect) sin(slope), the northness of the ``lapse`` model before scaling; NaN on
+    flat ground (aspect < 0)."""
+    if aspect_deg < 0.0:
+        return np.nan
+    return math.cos(math.radians(aspect_deg)) * math.sin(math.radians(slope_deg))
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def lapse_magt_northness(z, north, rate_n, rate_s, z_ref, magt_ref, sin_full):
+    """MAGT (C) of the aspect-dependent lapse model from :func:`northness` (module docstring)."""
+    if math.isnan(north):  # flat
         w = 0.0
     else:
-        w = math.cos(math.radians(aspect_deg)) * math.sin(math.radians(slope_deg)) / sin_full
+        w = north / sin_full
         if w > 1.0:
             w = 1.0
         elif w < -1.0:
@@ -120,7 +148,14 @@ def lapse_magt_pixel(z, slope_deg, aspect_deg, rate_n, rate_s, z_ref, magt_ref, 
     return magt_ref - rate * (z - z_ref)
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def lapse_magt_pixel(z, slope_deg, aspect_deg, rate_n, rate_s, z_ref, magt_ref, sin_full):
+    """MAGT (C) of the aspect-dependent lapse model (module docstring)."""
+    north = northness(slope_deg, aspect_deg)
+    return lapse_magt_northness(z, north, rate_n, rate_s, z_ref, magt_ref, sin_full)
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def classify_pixel(magt, fdd):
     """Ground class code: 1 permafrost, 2 seasonally frozen, 3 unfrozen."""
     if magt < 0.0:
@@ -130,7 +165,7 @@ def classify_pixel(magt, fdd):
     return UNFROZEN
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def stability_pixel(magt, th0, th1, th2, th3):
     """Stability code: 0 no permafrost, 1 extremely stable, ..., 5 unstable."""
     if magt >= 0.0:
@@ -146,21 +181,21 @@ def stability_pixel(magt, th0, th1, th2, th3):
     return 5
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def surface_params(p, surf_mult, s):
     """(n_f, n_t, r_k) of surface type ``s``: the parameter vector's values times the row ``s``
     of ``surf_mult`` (module docstring; n_t before the solar adjustment)."""
     return p[P_NF] * surf_mult[s, 0], p[P_NT] * surf_mult[s, 1], p[P_RK] * surf_mult[s, 2]
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def magt_pixel(p, n_f, n_t, r_k, fdd, tdd, z, slope, aspect, solar, warming_c=0.0):
     """MAGT (C) of the configured model with the pixel's n-factors and conductivity ratio
     (:func:`surface_params`). ``warming_c`` (annual-mean air warming vs the baseline) enters
     ``ttop`` through the degree-days already; the empirical ``lapse`` model has no climate
     input, so its equilibrium response to warming is taken as 1:1 (MAGT + warming)."""
     if p[P_MODEL] == MODEL_TTOP:
-        n_t_eff = thawing_n_factor(n_t, p[P_SOLAR], solar)
+        n_t_eff = thawing_n_factor_pixel(n_t, p[P_SOLAR], solar)
         return ttop_pixel(fdd, tdd, n_f, n_t_eff, r_k, p[P_PERIOD])
     return (
         lapse_magt_pixel(z, slope, aspect, p[P_RN], p[P_RS], p[P_ZREF], p[P_MAGTREF], p[P_SINFULL])
@@ -168,31 +203,63 @@ def magt_pixel(p, n_f, n_t, r_k, fdd, tdd, z, slope, aspect, solar, warming_c=0.
     )
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def ground_kernel(
     p, z, slope, aspect, solar, fdd, tdd, surf, surf_mult, magt_out, class_out, stab_out
 ):
     """MAGT, class and stability from degree-days and terrain (NaN nodata in any input);
-    ``surf`` (ny, nx) uint8 surface index into ``surf_mult`` (n_surface, 3)."""
+    ``surf`` (ny, nx) uint8 surface index into ``surf_mult`` (n_surface, 3). For ``ttop`` the
+    loop over a row is branch-free (vectorises)."""
     ny, nx = z.shape
+    ttop = p[P_MODEL] == MODEL_TTOP
+    th0, th1, th2, th3 = p[P_TH0], p[P_TH0 + 1], p[P_TH0 + 2], p[P_TH0 + 3]
+    e_solar, period = p[P_SOLAR], p[P_PERIOD]
+    nf = np.empty(nx)
+    nt = np.empty(nx)
+    rk = np.empty(nx)
     for r in range(ny):
-        for c in range(nx):
-            f = fdd[r, c]
-            t = tdd[r, c]
-            s = z[r, c] + slope[r, c] + solar[r, c] + f + t
-            if math.isnan(s):
-                magt_out[r, c] = np.nan
-                class_out[r, c] = CLASS_NODATA
-                stab_out[r, c] = CLASS_NODATA
-                continue
-            n_f, n_t, r_k = surface_params(p, surf_mult, surf[r, c])
-            m = magt_pixel(p, n_f, n_t, r_k, f, t, z[r, c], slope[r, c], aspect[r, c], solar[r, c])
-            magt_out[r, c] = m
-            class_out[r, c] = classify_pixel(m, f)
-            stab_out[r, c] = stability_pixel(m, p[P_TH0], p[P_TH0 + 1], p[P_TH0 + 2], p[P_TH0 + 3])
+        if ttop:
+            for c in range(nx):  # the surface table look-ups (gathers) apart
+                nf[c], nt[c], rk[c] = surface_params(p, surf_mult, surf[r, c])
+            for c in range(nx):
+                f = fdd[r, c]
+                t = tdd[r, c]
+                si = solar[r, c]
+                n_t_eff = thawing_n_factor_pixel(nt[c], e_solar, si)
+                m = ttop_pixel(f, t, nf[c], n_t_eff, rk[c], period)
+                bad = math.isnan(z[r, c] + slope[r, c] + si + f + t)
+                magt_out[r, c] = np.nan if bad else m
+                class_out[r, c] = CLASS_NODATA if bad else classify_pixel(m, f)
+                stab_out[r, c] = CLASS_NODATA if bad else stability_pixel(m, th0, th1, th2, th3)
+        else:
+            for c in range(nx):
+                f = fdd[r, c]
+                t = tdd[r, c]
+                si = solar[r, c]
+                n_f, n_t, r_k = surface_params(p, surf_mult, surf[r, c])
+                m = magt_pixel(p, n_f, n_t, r_k, f, t, z[r, c], slope[r, c], aspect[r, c], si)
+                bad = math.isnan(z[r, c] + slope[r, c] + si + f + t)
+                magt_out[r, c] = np.nan if bad else m
+                class_out[r, c] = CLASS_NODATA if bad else classify_pixel(m, f)
+                stab_out[r, c] = CLASS_NODATA if bad else stability_pixel(m, th0, th1, th2, th3)
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def warming_pixel(ttop, mean_c, amplitude_c, warming_c, n_f, n_t_eff, r_k, period, lapse_magt, ok):
+    """(MAGT, class) of one pixel under one warming from the annual mean M and amplitude A of
+    its warmed air temperature (sinusoid degree-days); ``lapse_magt``: the ``lapse`` model's
+    baseline MAGT; ``ok`` False (no terrain) or a NaN climate gives (NaN, nodata)."""
+    f, th = sinusoid_degree_days(mean_c, amplitude_c, YEAR_DAYS)
+    if ttop:
+        m = ttop_pixel(f, th, n_f, n_t_eff, r_k, period)
+    else:
+        m = lapse_magt + warming_c
+    if not ok or math.isnan(m + f):
+        return np.nan, CLASS_NODATA
+    return m, classify_pixel(m, f)
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def scenario_kernel(
     p,
     z,
@@ -211,11 +278,110 @@ def scenario_kernel(
 ):
     """Fused air temperature -> degree-days -> MAGT -> class for every warming in ``deltas``.
 
-    One pass over the block: the terrain and elevation of a pixel are read once and all
-    scenario horizons are computed from them. ``deltas``: (n, 12, ny, nx) monthly air warming
-    (C; zero-stride broadcast arrays for uniform warming); ``surf``/``surf_mult``: surface
-    types (module docstring); ``magt_out``/``class_out``: (n, ny, nx).
+    One pass over the block, row by row: per pixel the terrain, the surface parameters and
+    the (M, a, b) of the undisturbed air temperature (:func:`permamap.climate.
+    base_harmonics_row`) once; per warming only its (dM, da, db) is added (linearity: computed
+    once per block for zero-stride uniform ``deltas``, per pixel otherwise, e.g. CMIP6
+    fields; a warming equal in every month only shifts M, so the amplitude is reused) and the
+    sinusoid degree-days, MAGT and class follow. The inner loops are branch-free over a row,
+    so they vectorise. ``deltas``: (n, 12, ny, nx) monthly air warming (C); ``surf``/
+    ``surf_mult``: surface types (module docstring); ``magt_out``/``class_out``: (n, ny, nx).
+    The ``monthly`` degree-day method sums the 12 warmed months per warming
+    (:func:`scenario_kernel_monthly`).
     """
+    if method == METHOD_MONTHLY:
+        scenario_kernel_monthly(
+            p,
+            z,
+            slope,
+            aspect,
+            solar,
+            t_ref,
+            z_ref,
+            lapse,
+            deltas,
+            surf,
+            surf_mult,
+            magt_out,
+            class_out,
+        )
+        return
+    ny, nx = z.shape
+    nd = deltas.shape[0]
+    ref_h, lapse_h, uniform_ref = reference_harmonics(t_ref, lapse)
+    uniform_delta = is_spatially_uniform(deltas) and ny > 0 and nx > 0
+    dh = np.zeros((nd, 3))
+    if uniform_delta:
+        for k in range(nd):
+            dh[k, 0], dh[k, 1], dh[k, 2] = delta_harmonics(deltas[k, :, 0, 0])
+    ttop = p[P_MODEL] == MODEL_TTOP
+    period = p[P_PERIOD]
+    m0 = np.empty(nx)
+    a0 = np.empty(nx)
+    b0 = np.empty(nx)
+    amp0 = np.empty(nx)
+    nf = np.empty(nx)
+    nt = np.empty(nx)
+    rk = np.empty(nx)
+    lm = np.empty(nx)
+    ok = np.empty(nx, np.bool_)
+    for r in range(ny):
+        base_harmonics_row(r, z, t_ref, z_ref, ref_h, lapse_h, uniform_ref, m0, a0, b0)
+        for c in range(nx):
+            amp0[c] = annual_amplitude_c(a0[c], b0[c])
+            si = solar[r, c]
+            ok[c] = not math.isnan(z[r, c] + slope[r, c] + si)
+            n_f, n_t, r_k = surface_params(p, surf_mult, surf[r, c])
+            nf[c] = n_f
+            nt[c] = thawing_n_factor_pixel(n_t, p[P_SOLAR], si)
+            rk[c] = r_k
+            lm[c] = 0.0
+            if not ttop:
+                lm[c] = lapse_magt_pixel(
+                    z[r, c],
+                    slope[r, c],
+                    aspect[r, c],
+                    p[P_RN],
+                    p[P_RS],
+                    p[P_ZREF],
+                    p[P_MAGTREF],
+                    p[P_SINFULL],
+                )
+        for k in range(nd):
+            if uniform_delta:
+                dm, da, db = dh[k, 0], dh[k, 1], dh[k, 2]
+                if da == 0.0 and db == 0.0:  # a0 + 0 == a0: the amplitude is amp0
+                    for c in range(nx):
+                        m, cl = warming_pixel(
+                            ttop, m0[c] + dm, amp0[c], dm, nf[c], nt[c], rk[c], period, lm[c], ok[c]
+                        )
+                        magt_out[k, r, c] = m
+                        class_out[k, r, c] = cl
+                else:
+                    for c in range(nx):
+                        amp = annual_amplitude_c(a0[c] + da, b0[c] + db)
+                        m, cl = warming_pixel(
+                            ttop, m0[c] + dm, amp, dm, nf[c], nt[c], rk[c], period, lm[c], ok[c]
+                        )
+                        magt_out[k, r, c] = m
+                        class_out[k, r, c] = cl
+            else:
+                for c in range(nx):
+                    dm, da, db = delta_harmonics(deltas[k, :, r, c])
+                    amp = annual_amplitude_c(a0[c] + da, b0[c] + db)
+                    m, cl = warming_pixel(
+                        ttop, m0[c] + dm, amp, dm, nf[c], nt[c], rk[c], period, lm[c], ok[c]
+                    )
+                    magt_out[k, r, c] = m
+                    class_out[k, r, c] = cl
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def scenario_kernel_monthly(
+    p, z, slope, aspect, solar, t_ref, z_ref, lapse, deltas, surf, surf_mult, magt_out, class_out
+):
+    """:func:`scenario_kernel` for the ``monthly`` degree-day method: per pixel and warming
+    the 12 warmed months T_m = T_m,ref + lapse_m (z_ref - z) + delta_m and their sum."""
     ny, nx = z.shape
     nd = deltas.shape[0]
     t = np.empty(12)
@@ -230,7 +396,7 @@ def scenario_kernel(
             n_f, n_t, r_k = surface_params(p, surf_mult, surf[r, c])
             for k in range(nd):
                 air_monthly_at(t_ref[:, r, c], z_ref[r, c], zz, lapse, deltas[k, :, r, c], t)
-                f, th = degree_days(t, method)
+                f, th = monthly_degree_days(t)
                 w = maat_from_monthly(deltas[k, :, r, c])
                 m = magt_pixel(
                     p, n_f, n_t, r_k, f, th, zz, slope[r, c], aspect[r, c], solar[r, c], w
@@ -243,16 +409,83 @@ def scenario_kernel(
                 class_out[k, r, c] = classify_pixel(m, f)
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def probability_kernel(
     samples, lapse_samples, z, slope, aspect, solar, t_ref, z_ref, method, surf, surf_mult, prob_out
 ):
     """Permafrost probability (percent, uint8) over a Monte Carlo parameter ensemble.
 
-    ``samples``: (n, N_PARAMS) parameter vectors, ``lapse_samples``: (n, 12) air lapse rates;
-    for each pixel the share of members with MAGT < 0, rounded to whole percent. Each member's
-    n-factors and r_k are multiplied by the pixel's surface multipliers (module docstring).
+    ``samples``: (n, N_PARAMS) parameter vectors (one ``ground.model`` for all), ``lapse_samples``:
+    (n, 12) air lapse rates; for each pixel the share of members with MAGT < 0, rounded to
+    whole percent. Each member's n-factors and r_k are multiplied by the pixel's surface
+    multipliers (module docstring). By linearity a member's (M, a, b) is H(T_ref) + (z_ref - z)
+    H(lapse_i) (:func:`permamap.climate.base_harmonics_row`): H(lapse_i) once per block, H(T_ref)
+    once per pixel; the loop over members is branch-free, so it vectorises. The ``monthly``
+    method sums 12 months per member (:func:`probability_kernel_monthly`).
     """
+    if method == METHOD_MONTHLY:
+        probability_kernel_monthly(
+            samples, lapse_samples, z, slope, aspect, solar, t_ref, z_ref, surf, surf_mult, prob_out
+        )
+        return
+    ny, nx = z.shape
+    n = samples.shape[0]
+    lm = np.empty(n)
+    la = np.empty(n)
+    lb = np.empty(n)
+    for i in range(n):
+        lm[i], la[i], lb[i] = harmonics(lapse_samples[i])
+    nf = np.ascontiguousarray(samples[:, P_NF])
+    nt = np.ascontiguousarray(samples[:, P_NT])
+    rk = np.ascontiguousarray(samples[:, P_RK])
+    period = np.ascontiguousarray(samples[:, P_PERIOD])
+    e_solar = np.ascontiguousarray(samples[:, P_SOLAR])
+    ttop = n > 0 and samples[0, P_MODEL] == MODEL_TTOP
+    ref_h, _, uniform_ref = reference_harmonics(t_ref, lapse_samples[0])
+    zero_h = np.zeros(3)
+    rm = np.empty(nx)
+    ra = np.empty(nx)
+    rb = np.empty(nx)
+    for r in range(ny):
+        # H(T_ref) of the row (+ (z_ref - z) * 0, which keeps NaN for a missing z_ref or z)
+        base_harmonics_row(r, z, t_ref, z_ref, ref_h, zero_h, uniform_ref, rm, ra, rb)
+        for c in range(nx):
+            zz = z[r, c]
+            si = solar[r, c]
+            dz = z_ref[r, c] - zz
+            if math.isnan(zz + slope[r, c] + si + rm[c] + ra[c] + rb[c] + dz):
+                prob_out[r, c] = CLASS_NODATA  # no terrain or no climate here
+                continue
+            s = surf[r, c]
+            mult_f, mult_t, mult_k = surf_mult[s, 0], surf_mult[s, 1], surf_mult[s, 2]
+            rmc, rac, rbc = rm[c], ra[c], rb[c]
+            count = 0
+            if ttop:
+                for i in range(n):
+                    mean = rmc + dz * lm[i]
+                    amp = annual_amplitude_c(rac + dz * la[i], rbc + dz * lb[i])
+                    f, th = sinusoid_degree_days(mean, amp, YEAR_DAYS)
+                    n_t = thawing_n_factor_pixel(nt[i] * mult_t, e_solar[i], si)
+                    m = ttop_pixel(f, th, nf[i] * mult_f, n_t, rk[i] * mult_k, period[i])
+                    if m < 0.0:
+                        count += 1
+            else:
+                north = northness(slope[r, c], aspect[r, c])
+                for i in range(n):
+                    q = samples[i]
+                    m = lapse_magt_northness(
+                        zz, north, q[P_RN], q[P_RS], q[P_ZREF], q[P_MAGTREF], q[P_SINFULL]
+                    )
+                    if m < 0.0:
+                        count += 1
+            prob_out[r, c] = np.uint8(math.floor(100.0 * count / n + 0.5))
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def probability_kernel_monthly(
+    samples, lapse_samples, z, slope, aspect, solar, t_ref, z_ref, surf, surf_mult, prob_out
+):
+    """:func:`probability_kernel` with ``monthly`` degree-days (12 months per member)."""
     ny, nx = z.shape
     n = samples.shape[0]
     t = np.empty(12)
@@ -268,7 +501,7 @@ def probability_kernel(
             missing = False
             for i in range(n):
                 air_monthly_at(t_ref[:, r, c], z_ref[r, c], zz, lapse_samples[i], zero, t)
-                f, th = degree_days(t, method)
+                f, th = monthly_degree_days(t)
                 n_f, n_t, r_k = surface_params(samples[i], surf_mult, s)
                 m = magt_pixel(
                     samples[i], n_f, n_t, r_k, f, th, zz, slope[r, c], aspect[r, c], solar[r, c]

@@ -218,31 +218,33 @@ def scenario_warming_knots(config: dict, name: str) -> tuple[np.ndarray, np.ndar
 @nb.njit(cache=True, nogil=True)
 def scenario_climate_kernel(z, t_ref, z_ref, lapse, delta, method, maat, fdd, tdd, amplitude):
     """MAAT, FDD, TDD and amplitude under a monthly warming field ``delta`` (12, ny, nx):
-    T_m = T_m,ref + lapse_m (z_ref - z) + delta_m (:func:`permamap.climate.air_monthly_at`), then
-    the degree-days of :func:`permamap.climate.degree_days`; NaN where any input is NaN."""
+    T_m = T_m,ref + lapse_m (z_ref - z) + delta_m, with the same arithmetic as
+    :func:`permamap.ground.scenario_kernel` (undisturbed (M, a, b) of
+    :func:`permamap.climate.base_harmonics_row` plus the warming's
+    :func:`permamap.climate.delta_harmonics`, then :func:`permamap.climate.pixel_climate`), so
+    its degree-days are those behind the scenario's MAGT and class; NaN where any input is NaN.
+    """
     ny, nx = z.shape
+    ref_h, lapse_h, uniform = climate.reference_harmonics(t_ref, lapse)
+    m0 = np.empty(nx)
+    a0 = np.empty(nx)
+    b0 = np.empty(nx)
     t = np.empty(12)
     d = np.empty(12)
     for r in range(ny):
+        climate.base_harmonics_row(r, z, t_ref, z_ref, ref_h, lapse_h, uniform, m0, a0, b0)
         for c in range(nx):
             for m in range(12):
                 d[m] = delta[m, r, c]
-            climate.air_monthly_at(t_ref[:, r, c], z_ref[r, c], z[r, c], lapse, d, t)
-            bad = False
-            for m in range(12):
-                if math.isnan(t[m]):
-                    bad = True
-            if bad:
-                maat[r, c] = np.nan
-                fdd[r, c] = np.nan
-                tdd[r, c] = np.nan
-                amplitude[r, c] = np.nan
-                continue
-            maat[r, c] = climate.maat_from_monthly(t)
-            f, th = climate.degree_days(t, method)
+            if method == climate.METHOD_MONTHLY:
+                climate.air_monthly_at(t_ref[:, r, c], z_ref[r, c], z[r, c], lapse, d, t)
+            dm, da, db = climate.delta_harmonics(d)
+            amp = climate.annual_amplitude_c(a0[c] + da, b0[c] + db)
+            mm, f, th, amp = climate.pixel_climate(m0[c] + dm, amp, method, t)
+            maat[r, c] = mm
             fdd[r, c] = f
             tdd[r, c] = th
-            amplitude[r, c] = climate.annual_amplitude_c(t)
+            amplitude[r, c] = amp
 
 
 def scenario_climate(forcing, z, delta, grid):
