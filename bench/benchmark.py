@@ -416,7 +416,9 @@ def stage_terrain_file(spec):
 
 
 def _model_input(spec):
-    """(4, rows, n-2) terrain stack of the first ``rows`` rows (lazy, chunked)."""
+    """(4, rows, n-2) float64 terrain stack of the first ``rows`` rows (lazy, chunked). float64
+    for every implementation: NumPy's arithmetic on float32 blocks would partly stay float32
+    (e.g. the solar n-factor, NEP 50), so its MAGT would differ from the others by about 1e-6 C."""
     from rasterio.windows import Window
 
     from permamap import blocks
@@ -424,7 +426,7 @@ def _model_input(spec):
     n = spec["n"] - 2
     rows = min(n, spec["model_rows"])
     t = blocks.lazy_raster(spec["terrain"], spec["chunk"], window=Window(0, 0, n, rows))
-    return t, rows * n
+    return t.astype(np.float64), rows * n
 
 
 def stage_model(spec):
