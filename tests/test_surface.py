@@ -672,3 +672,31 @@ def test_any_integer_dtype_gives_the_same_index(checkerboard, tmp_path, dtype):
         codes = src.read(1)
     other = _write(tmp_path / f"lc_{dtype}.tif", codes, _fine_transform(grid), dtype=dtype)
     np.testing.assert_array_equal(_index_of(_cfg(other)), _index_of(_cfg(path)))
+
+
+def test_point_model_uses_the_surface_type_of_the_map(mixed):
+    """validation.model_at_points (boreholes, calibration) at pixel centres gives the map's MAGT
+    and class with a land cover: each point gets its pixel's surface type (masked types nodata),
+    and differs from the one-surface point model where the type's parameters differ."""
+    from permamap import validation
+
+    cfg, t, codes, _ = mixed
+    grid = Grid.from_config(cfg)
+    got = _model(cfg, t)
+    rows, cols = np.mgrid[0 : grid.height : 5, 0 : grid.width : 3]
+    rows, cols = rows.ravel(), cols.ravel()
+    lon = grid.west + (cols + 0.5) * grid.res_deg
+    lat = grid.north - (rows + 0.5) * grid.res_deg
+    z, slope, aspect, solar = (np.asarray(t[i], np.float64)[rows, cols] for i in range(4))
+    pts = validation.model_at_points(cfg, lon, lat, z, slope, aspect, solar)
+    # the map stores MAGT in float32
+    np.testing.assert_allclose(pts["magt"], got["magt"][rows, cols], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(pts["cls"], got["class"][rows, cols])
+    assert np.isnan(pts["magt"]).any()  # points on water / glacier pixels: not modelled
+    one = copy.deepcopy(cfg)
+    one["ground"]["surface"]["land_cover"] = None
+    plain = validation.model_at_points(one, lon, lat, z, slope, aspect, solar)
+    default = surface.type_names(cfg).index(cfg["ground"]["surface"]["default_type"])
+    lookup = surface.code_lookup(cfg)
+    other = np.array([lookup[c] != default for c in codes[rows, cols]]) & np.isfinite(pts["magt"])
+    assert other.any() and not np.allclose(pts["magt"][other], plain["magt"][other])

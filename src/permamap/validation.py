@@ -1277,33 +1277,40 @@ class PointForcing:
 FEATURES = (
     ["lon", "lat", "z", "slope", "aspect", "solar"]
     + [f"t_ref_{m}" for m in range(1, 13)]
-    + ["z_ref"]
+    + ["z_ref", "surface"]
 )
 
 
 def point_features(config: dict, lon, lat, z, slope, aspect, solar) -> np.ndarray:
-    """(n, 19) feature matrix: position, terrain and the forcing's reference monthly air
-    temperature and its elevation at each point (columns :data:`FEATURES`).
+    """(n, 20) feature matrix: position, terrain, the forcing's reference monthly air
+    temperature and its elevation, and the surface type (index of ``ground.surface.types``; 0
+    without a land cover) at each point (columns :data:`FEATURES`).
 
-    The forcing is asked for its fields on a 1 x 1 grid centred on each point, so a gridded
-    forcing gives each point its own reference climate.
+    The forcing and the land cover are asked for their fields on a 1 x 1 grid centred on each
+    point, so a gridded forcing gives each point its own reference climate and the surface type
+    is the one the map gives a working-grid pixel there (:meth:`permamap.surface.SurfaceMap.index`).
     """
+    from . import surface
     from .climate import forcing_from_config
 
     forcing = forcing_from_config(config)
+    smap = surface.from_config(config)
     res = config["region"]["resolution_arcsec"] / 3600.0
     lon = np.asarray(lon, np.float64)
     lat = np.asarray(lat, np.float64)
     n = lon.size
     t_ref = np.empty((n, 12))
     z_ref = np.empty(n)
+    surf = np.zeros(n)
     for i in range(n):
         g = Grid(west=lon[i] - res / 2, north=lat[i] + res / 2, res_deg=res, width=1, height=1)
         t, zr = forcing.fields(g)
         t_ref[i] = np.asarray(t)[:, 0, 0]
         z_ref[i] = float(np.asarray(zr)[0, 0])
+        if smap is not None:
+            surf[i] = smap.index(g)[0, 0]
     cols = [lon, lat, z, slope, aspect, solar]
-    return np.column_stack([np.asarray(c, np.float64).ravel() for c in cols] + [t_ref, z_ref])
+    return np.column_stack([np.asarray(c, np.float64).ravel() for c in cols] + [t_ref, z_ref, surf])
 
 
 def model_from_features(config: dict, X: np.ndarray, active_layer: bool = True) -> dict:
@@ -1311,8 +1318,9 @@ def model_from_features(config: dict, X: np.ndarray, active_layer: bool = True) 
     matrix: dict of 1-D arrays ``maat``, ``fdd``, ``tdd``, ``magt``, ``cls`` and (with
     ``active_layer``) ``alt``. It calls the public wrappers of the map stages
     (:func:`permamap.climate.compute_climate`, :func:`permamap.ground.compute_ground`,
-    :func:`permamap.ground.active_layer`) on a 1 x n block of points."""
-    from . import climate, ground
+    :func:`permamap.ground.active_layer`) on a 1 x n block of points, with the points' surface
+    types when ``ground.surface.land_cover`` is set (as the map stages do)."""
+    from . import climate, ground, surface
 
     X = np.asarray(X, np.float64)
     z, slope, aspect, solar = (X[:, i][None, :] for i in range(2, 6))
@@ -1324,10 +1332,19 @@ def model_from_features(config: dict, X: np.ndarray, active_layer: bool = True) 
         method,
     )
     maat, fdd, tdd, amp = climate.compute_climate(z, forcing)
-    magt, cls, _ = ground.compute_ground(config, z, slope, aspect, fdd, tdd, solar=solar)
+    z_ground, skw = z, {}
+    if surface.land_cover_path(config) is not None:  # the map's surface types (masked: NaN)
+        surf = X[:, 19].astype(np.uint8)[None, :]
+        z_ground = np.where(surface.masked_types(config)[surf], np.nan, z)
+        skw = {"surface": surf, "surface_mult": surface.multipliers(config)}
+    magt, cls, _ = ground.compute_ground(
+        config, z_ground, slope, aspect, fdd, tdd, solar=solar, **skw
+    )
     out = dict(maat=maat[0], fdd=fdd[0], tdd=tdd[0], magt=magt[0], cls=cls[0])
     if active_layer:
-        alt, _ = ground.active_layer(config, cls, fdd, tdd, solar=solar, maat=maat, amplitude=amp)
+        alt, _ = ground.active_layer(
+            config, cls, fdd, tdd, solar=solar, maat=maat, amplitude=amp, **skw
+        )
         out["alt"] = np.asarray(alt)[0]
     return out
 
