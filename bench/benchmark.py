@@ -124,8 +124,10 @@ class NullTarget:
 
 
 def _gtiff_co(compress: str | None, threads: int, level: int) -> list[str]:
-    """gdaldem creation options equal to what permamap.blocks writes (tiled, predictor 3,
-    same codec and level, same threads)."""
+    """gdaldem creation options equal to what permamap.blocks writes (tiled, the float
+    predictor of the per-tile files, same codec and level, same threads)."""
+    from permamap.blocks import DEFAULT_FLOAT_PREDICTOR
+
     if not compress:
         return []
     lvl = "ZSTD_LEVEL" if compress == "zstd" else "ZLEVEL"
@@ -135,7 +137,7 @@ def _gtiff_co(compress: str | None, threads: int, level: int) -> list[str]:
         "-co",
         f"COMPRESS={compress.upper()}",
         "-co",
-        "PREDICTOR=3",
+        f"PREDICTOR={DEFAULT_FLOAT_PREDICTOR}",
         "-co",
         f"{lvl}={level}",
         "-co",

@@ -323,7 +323,7 @@ def test_multiband_file_written_whole_tiles_once(tmp_path):
     a = rng.normal(size=(4, 640, 640)).astype(np.float32)
     a[1, 5:9, 300:310] = np.nan
     bands = [(da.from_array(a[i], chunks=256), f"b{i}", "m") for i in range(4)]
-    opts = blocks.Options(gdal_cache_mb=1, compress="zstd")
+    opts = blocks.Options(gdal_cache_mb=1, compress="zstd", float_predictor=3)  # as write_bands
     blocks.store([blocks.RasterOut(tmp_path / "c.tif", grid, "float32", FLOAT_NODATA, bands)], opts)
     write_bands(
         tmp_path / "w.tif",
@@ -339,6 +339,35 @@ def test_multiband_file_written_whole_tiles_once(tmp_path):
         np.testing.assert_array_equal(c.read(), w.read())
     size_c, size_w = ((tmp_path / f).stat().st_size for f in ("c.tif", "w.tif"))
     assert size_c < 1.05 * size_w
+
+
+def test_float_predictor_of_the_tile_files(tmp_path, raw_config):
+    """Per-tile float bands use ``blocks.float_predictor`` (default 2: faster to compress);
+    integer bands horizontal differencing, uint8 none; same pixels either way."""
+    grid = Grid.from_bbox((101.0, 36.0, 101.4, 36.4), 1 / 640)  # 256 x 256
+    z = np.linspace(3000, 4000, 256 * 256, dtype=np.float32).reshape(256, 256)
+    for pred in (None, 2, 3):
+        raw = copy.deepcopy(raw_config)
+        if pred is not None:
+            raw["blocks"] = {"float_predictor": pred}
+        opts = blocks.options_from_config(prepare(raw), compress="zstd")
+        outs = [
+            blocks.RasterOut(
+                tmp_path / f"f{pred}.tif", grid, "float32", FLOAT_NODATA, [(z, "z", "m")]
+            ),
+            blocks.RasterOut(
+                tmp_path / f"u{pred}.tif", grid, "uint8", 255, [(z > 3500, "c", None)]
+            ),
+        ]
+        blocks.store(outs, opts)
+        with rasterio.open(outs[0].path) as f, rasterio.open(outs[1].path) as u:
+            assert f.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == str(pred or 2)
+            assert u.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR", "1") == "1"
+            np.testing.assert_array_equal(f.read(1), z)
+    raw = copy.deepcopy(raw_config)
+    raw["blocks"] = {"float_predictor": 1}
+    with pytest.raises(ConfigError, match=r"blocks.float_predictor = 1 is not allowed"):
+        prepare(raw)
 
 
 def test_halo_chunks():

@@ -58,7 +58,11 @@ def gtiff_profile(
     compress: str = "deflate",
     threads: int = 2,
     block: int = 256,
+    float_predictor: int = 3,
 ) -> dict:
+    """Creation options of a tiled, compressed GeoTIFF on ``grid``. Predictor: none for uint8,
+    horizontal differencing (2) for integers, ``float_predictor`` for floats (3, the floating
+    point predictor: smallest files; 2: about 2x faster to compress, about 20 % larger)."""
     tiled = grid.width >= block and grid.height >= block
     profile = dict(
         driver="GTiff",
@@ -70,7 +74,7 @@ def gtiff_profile(
         transform=grid.transform,
         nodata=nodata,
         compress=compress.upper(),
-        predictor=3 if dtype.startswith("float") else 2,
+        predictor=int(float_predictor) if dtype.startswith("float") else 2,
         num_threads=threads,
         BIGTIFF="IF_SAFER",
     )
