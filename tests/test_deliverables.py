@@ -1,7 +1,8 @@
 """Deliverables for GIS users: QGIS styles and project, class polygons, maps, report, STAC, CLI.
 
-Unit tests use synthetic rasters with analytic answers; the end-to-end tests share one tiny run
-of the whole workflow (one tile, two scenarios x two horizons) in a temporary directory.
+Unit tests use synthetic rasters with analytic answers; the end-to-end tests read the tiny run
+of the whole workflow that test_workflow shares (conftest.tiny_run: four tiles, two scenarios x
+two horizons) in a temporary directory.
 """
 
 from __future__ import annotations
@@ -21,12 +22,10 @@ import pandas as pd
 import pytest
 import rasterio
 import yaml
-from conftest import tiny_raw_config
+from conftest import snakemake
 from rasterio.transform import from_origin
 
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 PERMAMAP = str(Path(sys.executable).parent / "permamap")
-BBOX = (101.0, 36.4, 102.2, 37.8)  # Xining valley and the Lenglong ridge, as in test_workflow
 
 # WGS 84 (NIMA TR8350.2): semi-major axis and flattening
 A_M = 6378137.0
@@ -285,39 +284,17 @@ def test_scale_bar_length_matches_the_geodesic_distance():
 # -- end to end -------------------------------------------------------------------------------
 
 
-def _copy_workflow(repo: Path, dest: Path) -> None:
-    import shutil
-
-    shutil.copy(repo / "Snakefile", dest / "Snakefile")
-    for d in ("workflow", "config", "envs"):
-        shutil.copytree(repo / d, dest / d, ignore=shutil.ignore_patterns("__pycache__"))
+@pytest.fixture(scope="module")
+def run(tiny_run):
+    """The shared tiny run of the whole workflow (conftest.tiny_run: four tiles, 2 scenarios x
+    2 horizons)."""
+    return tiny_run
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, repo):
-    """One tiny run (a single tile, 2 scenarios x 2 horizons) plus its report."""
-    work = tmp_path_factory.mktemp("deliv")
-    _copy_workflow(repo, work)
-    raw = yaml.safe_load((repo / "config/config.yaml").read_text())
-    cfg = tiny_raw_config(raw, bbox=BBOX, res_arcsec=60, tile_px=96, run="deliv")
-    cfg["scenarios"] = {"ssp126": raw["scenarios"]["ssp126"], "ssp585": raw["scenarios"]["ssp585"]}
-    cfg["horizons"] = [2050, 2100]
-    if "probability" in cfg["ground"]:
-        cfg["ground"]["probability"]["samples"] = 10
-    (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))  # the run's only config
-    cmd = [SNAKEMAKE, "--cores", "2", "--workflow-profile", "workflow/profiles/default"]
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-5000:]
-    rep = subprocess.run(
-        [SNAKEMAKE, "--cores", "1", "--report", "report.html"],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    from permamap.config import prepare
-
-    return dict(work=work, out=work / "results" / "deliv", cfg=prepare(cfg), cmd=cmd, report=rep)
+def report(tiny_run):
+    """``snakemake --report`` of the shared tiny run (writes report.html beside it)."""
+    return snakemake(tiny_run["work"], "--cores", "1", "--report", "report.html", timeout=600)
 
 
 def _rasters(out: Path):
@@ -467,8 +444,8 @@ def test_every_png_is_rendered(run):
     assert blue.sum() > 1000 and green.sum() > 1000
 
 
-def test_report_is_built_and_self_contained(run):
-    rep = run["report"]
+def test_report_is_built_and_self_contained(run, report):
+    rep = report
     assert rep.returncode == 0, rep.stderr[-3000:]
     html = (run["work"] / "report.html").read_text(errors="replace")
     assert len(html) > 100_000
@@ -498,7 +475,7 @@ def test_stac_catalog_validates(run):
     assert n_objects == 1 + 1 + len(items)  # catalog, collection, items
     # one item per folder of rasters (other stages may add folders, e.g. validation)
     folders = {p.relative_to(out).parts[0] for p in _rasters(out)} - {"scenarios"}
-    scenario_items = {"ssp126-2050", "ssp126-2100", "ssp585-2050", "ssp585-2100"}
+    scenario_items = {"ssp245-2050", "ssp245-2100", "ssp585-2050", "ssp585-2100"}
     assert set(items) == folders | scenario_items
     assert {"terrain", "climate", "baseline"} <= folders
     dtypes = {
@@ -539,14 +516,6 @@ def test_stac_catalog_validates(run):
     assert scen.assets["map"].href.endswith("ssp585_2100.png")
     assert items["baseline"].properties["start_datetime"].startswith("1981")
     assert {"class", "class_style", "magt", "zones"} <= set(items["baseline"].assets)
-
-
-def test_rerun_has_nothing_to_do(run):
-    proc = subprocess.run(
-        run["cmd"] + ["-n"], cwd=run["work"], capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0
-    assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
 # -- command line -----------------------------------------------------------------------------

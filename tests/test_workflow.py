@@ -1,61 +1,25 @@
 """The Snakemake workflow end to end on a tiny region, in a temporary directory.
 
-The region (101.0-102.2 E, 36.4-37.8 N) holds Xining in the Huangshui valley and the Daban /
-Lenglong ridges north of it, so it checks the issue's acceptance: the valley comes out as
-seasonally frozen ground and the high ridges as permafrost.
+The region of the shared tiny run (conftest.TINY_BBOX: 101.0-102.2 E, 36.4-37.8 N) holds Xining
+in the Huangshui valley and the Daban / Lenglong ridges north of it, so it checks the issue's
+acceptance: the valley comes out as seasonally frozen ground and the high ridges as permafrost.
 """
 
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import rasterio
-import yaml
-from conftest import tiny_raw_config
+from conftest import SNAKEMAKE, TINY_BBOX, copy_workflow
 from pyproj import Geod
 from rio_cogeo.cogeo import cog_validate
 
 pytestmark = pytest.mark.workflow
 
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-BBOX = (101.0, 36.4, 102.2, 37.8)
 
-
-def _copy_workflow(repo: Path, dest: Path) -> None:
-    shutil.copy(repo / "Snakefile", dest / "Snakefile")
-    for d in ("workflow", "config", "envs"):
-        shutil.copytree(repo / d, dest / d, ignore=shutil.ignore_patterns("__pycache__"))
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, repo):
-    work = tmp_path_factory.mktemp("wf")
-    _copy_workflow(repo, work)
-    raw = yaml.safe_load((repo / "config/config.yaml").read_text())
-    cfg = tiny_raw_config(raw, bbox=BBOX, res_arcsec=60, tile_px=48)
-    cfg["scenarios"] = {"ssp245": raw["scenarios"]["ssp245"], "ssp585": raw["scenarios"]["ssp585"]}
-    cfg["horizons"] = [2050, 2100]
-    (work / "config" / "tiny.yaml").write_text(yaml.safe_dump(cfg))
-    cmd = [
-        SNAKEMAKE,
-        "--cores",
-        "2",
-        "--configfile",
-        "config/tiny.yaml",
-        "--workflow-profile",
-        "workflow/profiles/default",
-    ]
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-5000:]
-    return work, cfg, cmd
-
-
-def test_dry_run_lists_one_job_per_tile_and_stage(repo, tmp_path):
-    _copy_workflow(repo, tmp_path)
+def test_dry_run_lists_one_job_per_tile_and_stage(tmp_path):
+    copy_workflow(tmp_path)
     proc = subprocess.run(
         [SNAKEMAKE, "-n", "--cores", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=300
     )
@@ -76,8 +40,8 @@ def test_lint_is_clean(repo):
     assert "Congratulations" in proc.stdout + proc.stderr
 
 
-def test_bad_config_stops_before_any_job(repo, tmp_path):
-    _copy_workflow(repo, tmp_path)
+def test_bad_config_stops_before_any_job(tmp_path):
+    copy_workflow(tmp_path)
     bad = tmp_path / "config" / "bad.yaml"
     bad.write_text("ground:\n  model: magic\n")
     proc = subprocess.run(
@@ -109,8 +73,7 @@ def _expected_rasters(cfg):
 
 
 def test_outputs_are_valid_cogs_with_contract(tiny_run):
-    work, cfg, _ = tiny_run
-    out = work / "results" / cfg["run"]
+    work, cfg, out = tiny_run["work"], tiny_run["cfg"], tiny_run["out"]
     for rel in _expected_rasters(cfg):
         path = out / rel
         assert path.exists(), rel
@@ -141,8 +104,7 @@ def _sample(path, lon, lat):
 
 
 def test_xining_valley_is_seasonally_frozen_and_ridges_permafrost(tiny_run):
-    work, cfg, _ = tiny_run
-    cls = work / "results" / cfg["run"] / "baseline" / "class.tif"
+    cls = tiny_run["out"] / "baseline" / "class.tif"
     assert _sample(cls, 101.78, 36.62) == 2  # Xining, Huangshui valley (about 2,300 m)
     assert _sample(cls, 101.9, 37.6) == 1  # Lenglong ridge (about 3,850 m in the 9 km DEM)
     with rasterio.open(cls) as src:
@@ -151,9 +113,8 @@ def test_xining_valley_is_seasonally_frozen_and_ridges_permafrost(tiny_run):
 
 
 def test_area_table_sums_to_the_region_area(tiny_run):
-    work, cfg, _ = tiny_run
-    df = pd.read_csv(work / "results" / cfg["run"] / "tables" / "areas.csv")
-    west, south, east, north = BBOX
+    df = pd.read_csv(tiny_run["out"] / "tables" / "areas.csv")
+    west, south, east, north = TINY_BBOX
     area, _ = Geod(ellps="WGS84").polygon_area_perimeter(
         [west, east, east, west], [south, south, north, north]
     )
@@ -168,8 +129,7 @@ def test_area_table_sums_to_the_region_area(tiny_run):
 
 
 def test_lower_limit_table(tiny_run):
-    work, cfg, _ = tiny_run
-    df = pd.read_csv(work / "results" / cfg["run"] / "tables" / "lower_limit_by_aspect.csv")
+    df = pd.read_csv(tiny_run["out"] / "tables" / "lower_limit_by_aspect.csv")
     base = df[df.scenario == "baseline"].set_index("sector")
     assert list(base.index) == ["flat", "N", "NE", "E", "SE", "S", "SW", "W", "NW"]
     ok = base[base.status == "ok"]
@@ -183,7 +143,9 @@ def test_lower_limit_table(tiny_run):
 
 
 def test_rerun_has_nothing_to_do(tiny_run):
-    work, _, cmd = tiny_run
-    proc = subprocess.run(cmd + ["-n"], cwd=work, capture_output=True, text=True, timeout=300)
+    """Every output of rule all, the deliverables included, is up to date after one run."""
+    proc = subprocess.run(
+        tiny_run["cmd"] + ["-n"], cwd=tiny_run["work"], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0
     assert "Nothing to be done" in proc.stdout + proc.stderr
