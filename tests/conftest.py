@@ -18,6 +18,11 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 # Snakemake's core budget for the test runs: every core of the machine, at least 2 (the tiny
 # runs' jobs are short and mostly single-threaded imports, so they parallelise across jobs).
 CORES = max(2, min(os.cpu_count() or 2, 8))
+# Snakemake's greedy job selection: the default ILP scheduler solves a small integer program
+# before every batch of jobs, about 0.5 s of latency per job in these runs of short jobs. Job
+# order cannot change any output (test_reliability checks bit-identical outputs across core
+# counts, with its reference run on the default scheduler).
+GREEDY = ("--scheduler", "greedy")
 # The shared tiny run's region: Xining in the Huangshui valley and the Daban / Lenglong ridges
 # north of it (60" -> 72 x 84 px, four 48 px tiles).
 TINY_BBOX = (101.0, 36.4, 102.2, 37.8)
@@ -89,7 +94,7 @@ def tiny_run(tmp_path_factory) -> dict:
     cfg["compute"]["threads"] = 1
     # the run's only config, so `permamap outputs` and `snakemake --report` see it by default
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    args = ["--cores", str(CORES), "--workflow-profile", "workflow/profiles/default"]
+    args = ["--cores", str(CORES), *GREEDY, "--workflow-profile", "workflow/profiles/default"]
     proc = snakemake(work, *args)
     assert proc.returncode == 0, proc.stderr[-5000:]
     return dict(

@@ -2,9 +2,9 @@
 count; an all-nodata tile stays nodata instead of becoming permafrost or 0 C.
 
 Three runs of one config (4 tiles) must give bit-identical rasters and tables: the reference on
-2 cores (one 2-thread job at a time), one on 1 core, and one on 2 cores with two 1-thread jobs
-side by side that is killed (-9) mid-way and resumed. The first two mostly use one core each, so
-they run side by side.
+2 cores (one 2-thread job at a time, Snakemake's default scheduler), one on 1 core, and one on 2
+cores with two 1-thread jobs side by side that is killed (-9) mid-way and resumed. The first two
+mostly use one core each, so they run side by side.
 """
 
 import hashlib
@@ -19,13 +19,13 @@ import pytest
 import rasterio
 import yaml
 from affine import Affine
-from conftest import SNAKEMAKE, copy_workflow, tiny_raw_config
+from conftest import GREEDY, SNAKEMAKE, copy_workflow, tiny_raw_config
 
 pytestmark = pytest.mark.workflow
 
 # two jobs side by side on 2 cores: every job gets one thread (the config keeps compute.threads
 # = 2, so the rasters' config_hash tags are those of the reference)
-SIDE_BY_SIDE = ["--cores", "2", "--max-threads", "1"]
+SIDE_BY_SIDE = ["--cores", "2", "--max-threads", "1", *GREEDY]
 
 
 def _setup(repo, work: Path, **overrides) -> list[str]:
@@ -99,7 +99,7 @@ def runs(tmp_path_factory, repo):
     args = {name: _setup(repo, w) for name, w in work.items()}
     procs = {
         "ref": _start(work["ref"], args["ref"], "--cores", "2"),
-        "one_core": _start(work["one_core"], args["one_core"], "--cores", "1"),
+        "one_core": _start(work["one_core"], args["one_core"], "--cores", "1", *GREEDY),
     }
     for name, proc in procs.items():
         _finish(proc, work[name])

@@ -23,6 +23,7 @@ import rasterio
 import rasterio.shutil
 import yaml
 from affine import Affine
+from conftest import CORES, GREEDY, SNAKEMAKE, copy_workflow
 from rasterio.transform import from_origin
 from rasterio.warp import transform as warp_transform
 
@@ -33,7 +34,6 @@ from permamap.grid import Grid
 from permamap.sources import cmip6, copernicus, reference, worldclim
 from tests import http_fixtures as hf
 
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 REPO = Path(__file__).resolve().parents[1]
 DAYS = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], float)
 
@@ -358,12 +358,6 @@ def test_local_reference_map_lands_on_the_working_grid(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------ dry run
 
 
-def _copy_workflow(dest: Path) -> None:
-    shutil.copy(REPO / "Snakefile", dest / "Snakefile")
-    for d in ("workflow", "config", "envs"):
-        shutil.copytree(REPO / d, dest / d, ignore=shutil.ignore_patterns("__pycache__"))
-
-
 def _job_counts(text: str) -> dict[str, int]:
     counts, on = {}, False
     for line in text.splitlines():
@@ -377,7 +371,7 @@ def _job_counts(text: str) -> dict[str, int]:
 
 @pytest.mark.workflow
 def test_xining_dry_run(tmp_path):
-    _copy_workflow(tmp_path)
+    copy_workflow(tmp_path)
     proc = subprocess.run([SNAKEMAKE, "-n", "--cores", "2", "--configfile", "config/xining.yaml"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
@@ -481,14 +475,16 @@ def _small_config(server_url: str, **download) -> dict:
     cfg["reference"] = {"obu2019": {"products": ["magt"]},
                         "esa_cci": {"variable": "PFR", "year": 2019}}
     cfg["output"] = {"figures": False}
+    # one thread per job (one 120 px tile, one chunk): jobs run side by side on 2 cores
+    cfg["compute"] = {"threads": 1}
     cfg["download"] = {"mirrors": {h: server_url + p for h, p in HOSTS.items()}, "retries": 2,
                        "timeout_s": 10, "backoff_s": 0.01, "progress": False, **download}
     return cfg
 
 
 def _snakemake(work: Path, configfile: str, *targets: str, timeout=600):
-    cmd = [SNAKEMAKE, "--cores", "2", "--configfile", configfile, "--workflow-profile",
-           "workflow/profiles/default", *targets]
+    cmd = [SNAKEMAKE, "--cores", str(CORES), *GREEDY, "--configfile", configfile,
+           "--workflow-profile", "workflow/profiles/default", *targets]
     return subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout)
 
 
@@ -513,7 +509,7 @@ def _read(path):
 def e2e(tmp_path_factory):
     work = tmp_path_factory.mktemp("xsmall")
     fx = tmp_path_factory.mktemp("fixtures")
-    _copy_workflow(work)
+    copy_workflow(work)
     with hf.FixtureServer(max_lifetime_s=600) as srv:
         paths = _serve_region(srv, fx)
         srv.fault(paths["wc_tavg"], ("status", 500))  # 500 then success
