@@ -549,7 +549,7 @@ def test_cli_config_commands_merge_over_the_default(repo, tmp_path):
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 0 and "valid (16 tiles" in proc.stdout
+    assert proc.returncode == 0 and "valid (4 tiles" in proc.stdout
     part.write_text("deliverables:\n  vectors:\n    simplify_px: -1\n")
     proc = subprocess.run(
         [PERMAMAP, "validate-config", "--configfile", str(part)],

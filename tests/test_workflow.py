@@ -25,10 +25,10 @@ def test_dry_run_lists_one_job_per_tile_and_stage(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout + proc.stderr
-    # default sample: 4 x 4 degrees at 30" = 480 px, 120 px tiles -> 16 tiles
+    # default sample: 4 x 4 degrees at 30" = 480 px, 240 px tiles -> 4 tiles
     for rule in ("tile_dem", "terrain", "climate", "ground", "scenarios"):
         counts = [line.split() for line in out.splitlines() if line.strip().startswith(rule + " ")]
-        assert counts and counts[0][1] == "16", (rule, counts)
+        assert counts and counts[0][1] == "4", (rule, counts)
     assert any(line.split()[:2] == ["mosaic_scenario", "9"] for line in out.splitlines())
 
 
