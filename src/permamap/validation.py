@@ -873,6 +873,14 @@ def compare_reference(
                 )
             profile = gtiff_profile(grid, 1, "uint8", CLASS_NODATA, threads=threads)
             with rasterio.open(blocks_path, "w", **profile) as dst:
+                # colour table and metadata before any pixel (libtiff cannot change the
+                # photometric interpretation of a file being written)
+                dst.set_band_description(1, DISAGREEMENT.description)
+                dst.units = (DISAGREEMENT.units,)
+                dst.update_tags(**tags)
+                dst.write_colormap(
+                    1, {c: (*rgb, 255) for c, (_, rgb) in DISAGREEMENT_CODES.items()}
+                )
                 for win in _blocks(grid):
                     sub = grid.subgrid(win)
                     ours = spec.collapse_ours(cls_src.read(1, window=win))
@@ -897,12 +905,6 @@ def compare_reference(
                     dst.write(disagreement_codes(ref, ours), 1, window=win)
                     if acc is not None:
                         acc.add(sub, ours, area)
-                dst.set_band_description(1, DISAGREEMENT.description)
-                dst.units = (DISAGREEMENT.units,)
-                dst.update_tags(**tags)
-                dst.write_colormap(
-                    1, {c: (*rgb, 255) for c, (_, rgb) in DISAGREEMENT_CODES.items()}
-                )
         to_cog(
             blocks_path,
             dis_path,
