@@ -615,7 +615,7 @@ def test_transient_dry_run_adds_two_region_jobs(tmp_path):
             counts[parts[0]] = int(parts[1])
     assert counts["toposub_fit"] == 1 and counts["transient_run"] == 1
     # the per-tile step runs as scenarios_transient, outside cluster profiles' tile group
-    assert counts["scenarios_transient"] == 16 and "scenarios" not in counts
+    assert counts["scenarios_transient"] == 4 and "scenarios" not in counts  # one per tile
     assert counts["mosaic_scenario"] == 9
     assert counts["degradation_table"] == 1 and counts["lower_limit_rise"] == 1
     # the SLURM profile groups a tile's stages: no cycle through a group in the transient DAG
