@@ -91,7 +91,13 @@ def test_xining_config_plans_every_dataset():
 
 
 def test_sample_config_retrieves_nothing(config):
-    assert retrieve.plan(config) == {"dem": None, "climate": None, "cmip6": {}, "reference": {}}
+    assert retrieve.plan(config) == {
+        "dem": None,
+        "climate": None,
+        "cmip6": {},
+        "reference": {},
+        "land_cover": None,
+    }
     # optional sections stay absent or empty: the sample's config is not changed by them
     assert "copernicus" not in config["dem"] and "worldclim" not in config["climate"]
 

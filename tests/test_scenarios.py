@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, tiny_raw_config
+from conftest import REPO, copy_workflow, tiny_raw_config
 
 from permamap import climate, steps
 from permamap import scenario_response as sr
@@ -590,16 +590,8 @@ def test_sweep_cli(tmp_path):
 # -- workflow ---------------------------------------------------------------------------------
 
 
-def _copy_workflow(dest):
-    import shutil
-
-    shutil.copy(REPO / "Snakefile", dest / "Snakefile")
-    for d in ("workflow", "config", "envs"):
-        shutil.copytree(REPO / d, dest / d, ignore=shutil.ignore_patterns("__pycache__"))
-
-
 def test_transient_dry_run_adds_two_region_jobs(tmp_path):
-    _copy_workflow(tmp_path)
+    copy_workflow(tmp_path)
     proc = subprocess.run(
         [SNAKEMAKE, "-n", "--cores", "2", "--config", "response={mode: transient}"],
         cwd=tmp_path,

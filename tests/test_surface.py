@@ -700,3 +700,45 @@ def test_point_model_uses_the_surface_type_of_the_map(mixed):
     lookup = surface.code_lookup(cfg)
     other = np.array([lookup[c] != default for c in codes[rows, cols]]) & np.isfinite(pts["magt"])
     assert other.any() and not np.allclose(pts["magt"][other], plain["magt"][other])
+
+
+def test_land_cover_worldcover_is_retrieved_and_used(tmp_path, monkeypatch):
+    """``land_cover: worldcover``: the retrieve stage fetches the region's WorldCover tile (local
+    HTTP fixture standing in for the AWS bucket) to resources/<run>/inputs/, the ground stages
+    open that file, and a dry run lists retrieve_land_cover before the ground jobs."""
+    from conftest import copy_workflow, snakemake
+
+    from permamap import retrieve
+    from tests import http_fixtures as hf
+
+    monkeypatch.chdir(tmp_path)
+    cfg = _cfg("worldcover")  # BBOX 101.0-101.4 E, 36.6-37.0 N: inside tile N36E099
+    path = surface.land_cover_path(cfg)
+    assert path == f"resources/{cfg['run']}/inputs/land_cover_worldcover.tif"
+    assert retrieve.plan(cfg)["land_cover"] == path
+    host = "https://esa-worldcover.s3.eu-central-1.amazonaws.com/"
+    with hf.FixtureServer() as srv:
+        tile = _worldcover_tile(tmp_path, 36, 99)
+        srv.add("/wc/" + "v200/2021/map/" + tile.name, tile)
+        cfg.setdefault("download", {}).update(
+            mirrors={host: srv.url + "/wc/"}, retries=1, progress=False
+        )
+        retrieve.retrieve_land_cover_file(cfg, path)
+    grid = Grid.from_config(cfg)
+    idx = surface.from_config(cfg).index(grid)
+    x = grid.west + (np.arange(grid.width) + 0.5) * grid.res_deg
+    y = grid.north - (np.arange(grid.height) + 0.5) * grid.res_deg
+    lon, lat = np.meshgrid(x, y)
+    expected = _types_of(cfg, _worldcover_code(lon, lat))
+    inside = (np.abs(lon * 4 - np.round(lon * 4)) > 0.1) & (
+        np.abs(lat * 4 - np.round(lat * 4)) > 0.1
+    )
+    np.testing.assert_array_equal(idx[inside], expected[inside])  # away from stripe edges
+    work = tmp_path / "wf"
+    work.mkdir()
+    copy_workflow(work)
+    (work / "wc.yaml").write_text("ground:\n  surface:\n    land_cover: worldcover\n")
+    proc = snakemake(work, "-n", "--cores", "1", "--configfile", "wc.yaml", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = {line.split()[0] for line in proc.stdout.splitlines() if len(line.split()) == 2}
+    assert {"retrieve_land_cover", "ground", "scenarios"} <= jobs

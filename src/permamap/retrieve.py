@@ -174,6 +174,15 @@ def reference_specs(config: dict) -> dict[str, dict[str, Any]]:
     return out
 
 
+def land_cover_path(config: dict) -> str | None:
+    """The retrieved land cover (``ground.surface.land_cover: worldcover``), or None."""
+    from .surface import WORLDCOVER, section
+
+    if section(config).get("land_cover") != WORLDCOVER:
+        return None
+    return f"{_res(config)}/inputs/land_cover_worldcover.tif"
+
+
 def plan(config: dict) -> dict[str, Any]:
     """Everything the retrieve stage makes for ``config`` (empty entries when nothing is
     downloaded, as for the offline sample). Raises ConfigError for an impossible request."""
@@ -182,6 +191,7 @@ def plan(config: dict) -> dict[str, Any]:
         "climate": climate_paths(config),
         "cmip6": cmip6_paths(config),
         "reference": reference_specs(config),
+        "land_cover": land_cover_path(config),
     }
 
 
@@ -323,6 +333,22 @@ def climate(smk) -> None:
     dem_in = getattr(smk.input, "dem", None)
     retrieve_climate_files(smk.config, smk.output.tavg, smk.output.elev,
                            str(dem_in) if dem_in else None)
+
+
+def retrieve_land_cover_file(config: dict, out_path) -> Path:
+    """ESA WorldCover 10 m v200 over the region (+ 2 native pixels), on its own grid (the
+    ground stages sample it per pixel, :mod:`permamap.surface`)."""
+    from .sources import worldcover
+
+    grid = Grid.from_config(config).expanded(HALO_PX)
+    return worldcover.retrieve_land_cover(
+        _bbox(grid), out_path, download_settings(config), margin_px=2
+    )
+
+
+def land_cover(smk) -> None:
+    """``retrieve_land_cover``: the WorldCover mosaic of the region."""
+    retrieve_land_cover_file(smk.config, smk.output[0])
 
 
 def cmip6(smk) -> None:

@@ -69,9 +69,20 @@ def section(config: dict) -> dict:
     return (config.get("ground") or {}).get("surface") or {}
 
 
+#: ``ground.surface.land_cover`` value that downloads ESA WorldCover over the region (the
+#: ``retrieve_land_cover`` rule, :func:`permamap.retrieve.retrieve_land_cover_file`).
+WORLDCOVER = "worldcover"
+
+
 def land_cover_path(config: dict) -> str | None:
-    """The land-cover raster of ``config`` or None (one surface)."""
-    return section(config).get("land_cover") or None
+    """The land-cover raster of ``config`` or None (one surface); for ``land_cover:
+    worldcover`` the file the retrieve stage writes."""
+    value = section(config).get("land_cover") or None
+    if value == WORLDCOVER:
+        from .retrieve import land_cover_path as retrieved
+
+        return retrieved(config)
+    return value
 
 
 def type_names(config: dict) -> list[str]:

@@ -2,12 +2,12 @@
 #
 # ground.surface.land_cover (permamap.surface): an optional categorical raster mapping pixels to
 # surface types (n-factors, r_k); when given it is an input of the ground and scenarios jobs, so
-# a new land cover reruns them. null (the sample) adds nothing.
-LAND_COVER = (
-    {"land_cover": config["ground"]["surface"]["land_cover"]}
-    if config["ground"]["surface"].get("land_cover")
-    else {}
-)
+# a new land cover reruns them. null (the sample) adds nothing; `worldcover` makes it the output
+# of the retrieve_land_cover rule (workflow/rules/retrieve.smk).
+from permamap import surface as pm_surface
+
+_LAND_COVER_PATH = pm_surface.land_cover_path(config)
+LAND_COVER = {"land_cover": _LAND_COVER_PATH} if _LAND_COVER_PATH else {}
 
 
 rule ground:

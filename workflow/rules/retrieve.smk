@@ -7,6 +7,7 @@
 #   retrieve_climate    climate.source: worldclim/chelsa -> {RES}/inputs/climate_<source>_{tavg,elev}.tif
 #   retrieve_cmip6      scenarios.<s>.cmip6          -> {RES}/inputs/cmip6_delta/<s>/<horizon>.tif
 #   retrieve_reference  reference:                   -> {RES}/reference/<name>.tif (working grid)
+#   retrieve_land_cover ground.surface.land_cover: worldcover -> {RES}/inputs/land_cover_worldcover.tif
 #
 # Raw files go to download.cache_dir (default data/, one folder per data set, with
 # data/manifest.json). The stages that read the retrieved files get them as inputs through
@@ -187,3 +188,27 @@ if RETRIEVE["reference"]:
             STEP
 
     EXTRA_OUTPUTS.extend(spec["path"] for spec in RETRIEVE["reference"].values())
+
+
+if RETRIEVE["land_cover"]:
+
+    localrules:
+        retrieve_land_cover,
+
+    # ESA WorldCover 10 m tiles over the region, mosaicked on their own grid; the ground and
+    # scenarios jobs take it as their land_cover input (workflow/rules/ground.smk).
+    rule retrieve_land_cover:
+        output:
+            RETRIEVE["land_cover"],
+        log:
+            f"{_RETRIEVE_LOGS}/land_cover.log",
+        params:
+            step="retrieve:land_cover",
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=120,
+        conda:
+            ENV
+        script:
+            STEP
