@@ -813,73 +813,64 @@ def scenarios_tile(
     core = grid.subgrid(tile.window)
     transient = sr.mode(config) == "transient"
     degradation = out_degradation is not None
-    if (transient or degradation) and climate_path is None:
-        raise ValueError("scenarios_tile: climate_path is needed for transient or degradation")
-    if degradation and not transient and (ground_magt_path is None or ground_class_path is None):
+    if transient and None in (climate_path, fit_path, transient_path):
+        raise ValueError(
+            "scenarios_tile: the transient response needs climate_path, fit_path and transient_path"
+        )
+    if degradation and not transient and None in (ground_magt_path, ground_class_path):
         raise ValueError("scenarios_tile: degradation needs ground_magt_path and ground_class_path")
     labels = sr.scenario_band_labels(config)
-    tags = {"tile": tile_id}
-    products = ["magt", "class"] + (["degradation"] if degradation else [])
-    paths = {"magt": out_magt, "class": out_class, "degradation": out_degradation}
-    dtypes = {"magt": ("float32", FLOAT_NODATA), "class": ("uint8", CLASS_NODATA)}
-    dtypes["degradation"] = ("uint8", CLASS_NODATA)
+    # product -> (dtype, nodata, unit, path)
+    products = {
+        "magt": ("float32", FLOAT_NODATA, "degC", out_magt),
+        "class": ("uint8", CLASS_NODATA, None, out_class),
+    }
+    if degradation:
+        products["degradation"] = ("uint8", CLASS_NODATA, None, out_degradation)
+    # (file, bands) read per chunk: terrain, then the transient features or the baseline bands
+    sources = [(terrain_path, None)]
+    if transient:
+        sources.append((climate_path, None))
+    elif degradation:
+        sources += [(ground_class_path, [1, 2]), (ground_magt_path, [2])]
     inputs = sr.TransientInputs.load(config, fit_path, transient_path) if transient else None
+    forcing_of = forcings(config)
+    dtype = np.dtype([(f"{p}{k}", v[0]) for p, v in products.items() for k in range(len(labels))])
+
+    def block(t, *extra, block_info=None):
+        chunk_grid = core
+        if block_info is not None:
+            (r0, r1), (c0, c1) = block_info[None]["array-location"]
+            chunk_grid = core.subgrid(Window(c0, r0, c1 - c0, r1 - r0))
+        clim = extra[0] if transient else None
+        base = None
+        if degradation and not transient:
+            base = {"class": extra[0][0], "stability": extra[0][1], "alt": extra[1][0]}
+        res = sr.scenarios_block(config, chunk_grid, t, clim, base, inputs, degradation, forcing_of)
+        o = np.empty(t.shape[1:], dtype)
+        for p in products:
+            for k in range(len(labels)):
+                o[f"{p}{k}"] = res[p][k]
+        return o
+
     if opts.backend == "numpy":
-        out = sr.tile_scenarios(
-            config,
-            core,
-            terrain_path,
-            climate_path=climate_path,
-            ground_magt_path=ground_magt_path,
-            ground_class_path=ground_class_path,
-            fit_path=fit_path,
-            transient_path=transient_path,
-            degradation=degradation,
-        )
-        bands = {p: [out[p][k] for k in range(len(labels))] for p in products}
+        m = block(*(RasterReader(path, bands)[:, :, :] for path, bands in sources))
     else:
         ny, nx = int(tile.window.height), int(tile.window.width)
         chunks = (output_chunks(ny, opts.chunk_px), output_chunks(nx, opts.chunk_px))
-        arrays = [lazy_raster(terrain_path, chunks)]
-        if transient:
-            arrays.append(lazy_raster(climate_path, chunks))
-        elif degradation:
-            arrays.append(lazy_raster(ground_class_path, chunks, bands=[1, 2]))
-            arrays.append(lazy_raster(ground_magt_path, chunks, bands=[2]))
-        forcing_of = forcings(config)
-        fields = [(f"{p}{k}", dtypes[p][0]) for p in products for k in range(len(labels))]
-        dtype = np.dtype(fields)
-
-        def block(t, *extra, block_info=None):
-            (r0, r1), (c0, c1) = block_info[None]["array-location"]
-            chunk_grid = core.subgrid(Window(c0, r0, c1 - c0, r1 - r0))
-            clim = extra[0] if transient else None
-            base = None
-            if degradation and not transient:
-                base = {"class": extra[0][0], "stability": extra[0][1], "alt": extra[1][0]}
-            res = sr.scenarios_block(
-                config, chunk_grid, t, clim, base, inputs, degradation, forcing_of
-            )
-            o = np.empty(t.shape[1:], dtype)
-            for p in products:
-                for k in range(len(labels)):
-                    o[f"{p}{k}"] = res[p][k]
-            return o
-
+        arrays = [lazy_raster(path, chunks, bands=bands) for path, bands in sources]
         m = da.map_blocks(block, *arrays, drop_axis=0, dtype=dtype, meta=np.empty((0, 0), dtype))
-        bands = {p: [m[f"{p}{k}"] for k in range(len(labels))] for p in products}
-    units = {"magt": "degC", "class": None, "degradation": None}
     store(
         [
             RasterOut(
-                paths[p],
+                path,
                 core,
-                dtypes[p][0],
-                dtypes[p][1],
-                [(b, lab, units[p]) for b, lab in zip(bands[p], labels, strict=True)],
-                tags=tags,
+                dt,
+                nodata,
+                [(m[f"{p}{k}"], lab, unit) for k, lab in enumerate(labels)],
+                tags={"tile": tile_id},
             )
-            for p in products
+            for p, (dt, nodata, unit, path) in products.items()
         ],
         opts,
     )

@@ -944,67 +944,7 @@ def scenarios_block(
     return out
 
 
-def tile_scenarios(
-    config: dict,
-    core: Grid,
-    terrain_path,
-    *,
-    climate_path=None,
-    ground_magt_path=None,
-    ground_class_path=None,
-    fit_path=None,
-    transient_path=None,
-    degradation: bool = False,
-) -> dict:
-    """:func:`scenarios_block` of a whole tile read from its files (the in-memory reference of
-    the chunked :func:`permamap.blocks.scenarios_tile`)."""
-    from .rasterio_io import read_bands
-
-    transient = mode(config) == "transient"
-    if (transient or degradation) and climate_path is None:
-        raise ValueError("tile_scenarios: climate_path is needed for transient or degradation")
-    clim = read_bands(climate_path) if transient else None
-    baseline = None
-    if degradation and not transient:
-        gm, gc = read_bands(ground_magt_path), read_bands(ground_class_path)
-        baseline = {"class": gc[0], "stability": gc[1], "alt": gm[1]}
-    return scenarios_block(
-        config,
-        core,
-        read_bands(terrain_path),
-        clim,
-        baseline,
-        TransientInputs.load(config, fit_path, transient_path) if transient else None,
-        degradation,
-    )
-
-
 # -- Snakemake adapters (params: step="scenario_response:smk_<name>") ---------------------------
-
-
-def _opt(inp, name):
-    """A named input of a rule, or None when the rule has no such input."""
-    return getattr(inp, name, None)
-
-
-def smk_scenarios(smk) -> None:
-    from . import steps
-
-    inp = smk.input
-    steps.scenarios_tile(
-        smk.config,
-        inp.terrain,
-        smk.wildcards.tile,
-        smk.output.magt,
-        smk.output.cls,
-        threads=int(smk.threads),
-        climate_path=inp.climate,
-        ground_magt_path=inp.ground_magt,
-        ground_class_path=inp.ground_class,
-        out_degradation=smk.output.deg,
-        fit_path=_opt(inp, "fit"),
-        transient_path=_opt(inp, "transient"),
-    )
 
 
 def smk_mosaic_scenario(smk) -> None:

@@ -1,5 +1,6 @@
-# Warming scenarios x horizons, fused into one job per tile: the tile's terrain and climate are
-# read once and every scenario and horizon is computed from them, which keeps the job count at
+# Warming scenarios x horizons, fused into one job per tile: the tile's inputs are read once,
+# chunk by chunk (permamap.blocks.scenarios_tile), and every scenario and horizon is computed
+# from them, which keeps the job count at
 # tiles x stages instead of tiles x scenarios x horizons. The same job classifies permafrost
 # degradation against the baseline (permamap.degradation).
 #
@@ -36,7 +37,7 @@ rule scenarios:
     benchmark:
         f"benchmarks/{RUN}/scenarios/{{tile}}.tsv"
     params:
-        step="scenario_response:smk_scenarios",
+        step="blocks:smk_scenarios",
     threads: THREADS
     resources:
         # terrain + climate + baseline (~120 B/px), one scenario's fields (~40 B/px per
