@@ -225,8 +225,9 @@ def _gdaldem(tmp_path, z, dx, dy):
 
 @pytest.mark.skipif(
     shutil.which("gdaldem") is None,
-    reason="gdaldem not on PATH (Debian: apt-get install --no-install-recommends "
-    "gdal-bin); CI machines may lack it",
+    reason="cross-check against GDAL's gdaldem, which is not on PATH: `make setup` installs "
+    "Debian's gdal-bin when run as root with apt, else apt-get install --no-install-recommends "
+    "gdal-bin (the Horn kernel is also tested against analytic planes and libm here)",
 )
 def test_slope_aspect_match_gdaldem_on_projected_grid(tmp_path):
     """Horn (1981) slope and aspect vs GDAL's ``gdaldem`` on a projected (UTM 47N) DEM.
