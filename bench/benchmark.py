@@ -525,6 +525,8 @@ def _e2e_outputs(spec, cfg, t, m, core, out_dir):
 
     prods = E2E_PRODUCTS[spec["products"]]
     k = len(blocks.scenario_list(cfg))
+    parts = ("ground", "scenarios") if any(p.startswith("scen") for p in prods) else ("ground",)
+    f = blocks.model_fields(m, cfg, parts)
     outs = []
     if "slope" in prods:
         outs.append(
@@ -541,19 +543,19 @@ def _e2e_outputs(spec, cfg, t, m, core, out_dir):
     if "magt" in prods:
         outs.append(
             blocks.RasterOut(
-                out_dir / "magt.tif", core, "float32", -9999.0, [(m["magt"], "magt", "degC")]
+                out_dir / "magt.tif", core, "float32", -9999.0, [(f["magt"], "magt", "degC")]
             )
         )
     if "class" in prods:
         outs.append(
             blocks.RasterOut(
-                out_dir / "class.tif", core, "uint8", 255, [(m["class"], "class", None)]
+                out_dir / "class.tif", core, "uint8", 255, [(f["class"], "class", None)]
             )
         )
     if "stability" in prods:
         outs.append(
             blocks.RasterOut(
-                out_dir / "stability.tif", core, "uint8", 255, [(m["stability"], "stability", None)]
+                out_dir / "stability.tif", core, "uint8", 255, [(f["stability"], "stability", None)]
             )
         )
     if "scen_magt" in prods:
@@ -563,7 +565,16 @@ def _e2e_outputs(spec, cfg, t, m, core, out_dir):
                 core,
                 "float32",
                 -9999.0,
-                [(m[f"s{i}_magt"], f"s{i}", "degC") for i in range(k)],
+                [
+                    blocks.model_slab(
+                        m,
+                        cfg,
+                        parts,
+                        [f"s{i}_magt" for i in range(k)],
+                        ["degC"] * k,
+                        [f"s{i}" for i in range(k)],
+                    )
+                ],
             )
         )
     if "scen_class" in prods:
@@ -573,7 +584,16 @@ def _e2e_outputs(spec, cfg, t, m, core, out_dir):
                 core,
                 "uint8",
                 255,
-                [(m[f"s{i}_class"], f"s{i}", None) for i in range(k)],
+                [
+                    blocks.model_slab(
+                        m,
+                        cfg,
+                        parts,
+                        [f"s{i}_class" for i in range(k)],
+                        [None] * k,
+                        [f"s{i}" for i in range(k)],
+                    )
+                ],
             )
         )
     return outs

@@ -758,3 +758,40 @@ def test_scenario_tiles_do_not_depend_on_the_chunking(tmp_path, mode):
     deg = results["dask"][2]
     codes = set(np.unique(deg).tolist()) - {CLASS_NODATA}
     assert 4 in codes and len(codes) >= 2  # thawed pixels and at least one other class
+
+
+def test_fused_scenario_call_equals_one_call_per_scenario():
+    """scenarios_block serves scenarios with the same forcing, ground parameters and uniform
+    warmings from one fused kernel call (blocks.forcings shares the forcing object); without
+    shared forcings every scenario gets its own call. Same bits either way, and a scenario
+    with its own ground parameters is never fused into the others' call."""
+    from rasterio.windows import Window
+
+    from permamap import blocks
+
+    terrain, _ = _landscape(5, 12, 14)
+    raw = _raw((101.0, 36.88, 101.14, 37.0))  # 14 x 12 px, one tile
+    raw["horizons"] = [2050, 2100]
+    raw["scenarios"] = {
+        "a": {"trend_c_per_decade": 0.4},
+        "b": {"trend_c_per_decade": 1.2},
+        "c": {"trend_c_per_decade": 0.8, "overrides": {"ground": {"ttop": {"n_thawing": 1.3}}}},
+        "d": {"trend_c_per_decade": 0.2},
+    }
+    cfg = prepare(raw)
+    grid = Grid.from_config(cfg).subgrid(Window(0, 0, 14, 12))
+    shared = blocks.forcings(cfg)
+    runs = sr._scenario_runs(cfg, grid, {}, shared)
+    assert [names for names, *_ in sr._fused_runs(runs)] == [["a", "b"], ["c"], ["d"]]
+    fused = sr.scenarios_block(cfg, grid, terrain, forcing_of=shared)
+    separate = sr.scenarios_block(cfg, grid, terrain, forcing_of=None)
+    for k in ("magt", "class"):
+        assert fused[k].shape == (8, 12, 14)
+        np.testing.assert_array_equal(fused[k], separate[k])
+    # the override reaches its scenario: c is warmer than a warmer-forced scenario would be
+    # without it (n_thawing 1.3 > the default), so its bands differ from a plain run
+    plain = copy.deepcopy(raw)
+    plain["scenarios"]["c"].pop("overrides")
+    c_plain = sr.scenarios_block(prepare(plain), grid, terrain, forcing_of=None)["magt"][4:6]
+    ok = np.isfinite(c_plain)
+    assert (fused["magt"][4:6][ok] > c_plain[ok]).any()

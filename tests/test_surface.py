@@ -377,7 +377,8 @@ def mixed(tmp_path_factory):
 
 
 def _model(cfg, t, chunk_px=None):
-    """Every product of the per-pixel model: dask chunks of ``chunk_px`` or numpy (None)."""
+    """Every product of the per-pixel model, {name: array} (class codes as uint8): dask chunks
+    of ``chunk_px`` or numpy (None)."""
     from rasterio.windows import Window
 
     from permamap import blocks
@@ -385,9 +386,14 @@ def _model(cfg, t, chunk_px=None):
     grid = Grid.from_config(cfg)
     window = Window(0, 0, grid.width, grid.height)
     if chunk_px is None:
-        return blocks.model_stack(t, cfg, grid, window, 16, backend="numpy")
-    with blocks.scheduler(2):
-        return blocks.model_stack(t, cfg, grid, window, chunk_px).compute()
+        stack = blocks.model_stack(t, cfg, grid, window, 16, backend="numpy")
+    else:
+        with blocks.scheduler(2):
+            stack = blocks.model_stack(t, cfg, grid, window, chunk_px).compute()
+    return {
+        n: a.astype(np.uint8) if n in blocks.CODE_BANDS or n.endswith("_class") else a
+        for n, a in blocks.model_fields(stack, cfg).items()
+    }
 
 
 def _one_surface(cfg, name):
@@ -431,7 +437,7 @@ def test_each_type_gets_the_maps_of_a_one_surface_run(mixed):
             assert np.isfinite(got["maat"][px]).all()  # the climate is still there
             continue
         ref = _model(_one_surface(cfg, name), t)
-        for f in got.dtype.names:
+        for f in got:
             a, b = got[f][px], ref[f][px]
             if a.dtype.kind == "f":
                 np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=f"{name} {f}")
@@ -478,7 +484,7 @@ def test_chunked_land_cover_run_equals_whole_tile(mixed):
     ref = _model(cfg, t)
     for chunk in (5, 16):
         got = _model(cfg, t, chunk_px=chunk)
-        for f in ref.dtype.names:
+        for f in ref:
             np.testing.assert_array_equal(_bits(got[f]), _bits(ref[f]), err_msg=f)
 
 
@@ -490,7 +496,7 @@ def test_a_land_cover_of_the_default_type_is_bit_identical_to_none(mixed):
     fine = np.full((grid.height * FINE, grid.width * FINE), GRASS, np.uint8)
     meadow = _cfg(_write(d / "grass.tif", fine, _fine_transform(grid)))
     a, b = _model(meadow, t, chunk_px=7), _model(_cfg(), t, chunk_px=7)
-    for f in a.dtype.names:
+    for f in a:
         np.testing.assert_array_equal(_bits(a[f]), _bits(b[f]), err_msg=f)
 
 
@@ -510,7 +516,7 @@ def test_higher_thawing_n_factor_warms_and_raises_the_limit(mixed):
     assert not (pf1 & ~pf0).any() and (pf0 & ~pf1).sum() > 0
     z = np.asarray(t[0])[bare]
     assert z[pf1].min() > z[pf0].min()  # the lowest permafrost on bare ground moved up
-    for f in base.dtype.names:
+    for f in base:
         np.testing.assert_array_equal(_bits(warm[f][~bare]), _bits(base[f][~bare]), err_msg=f)
 
 
@@ -608,7 +614,7 @@ def test_a_scenario_may_change_a_types_parameters(mixed):
     names = list(cfg["scenarios"])
     n_h = len(cfg["horizons"])
     meadow = codes == GRASS
-    for f in base.dtype.names:
+    for f in base:
         k = int(f[1 : f.index("_")]) if f.startswith("s") and f[1].isdigit() else None
         if k is not None and names[k // n_h] == "ssp245" and f.endswith("_magt"):
             thaws = meadow & (base["tdd"] > 0)

@@ -47,6 +47,7 @@ the same files with the same bands; ``smk_*`` are their Snakemake adapters
 from __future__ import annotations
 
 import contextlib
+import gc
 import sys
 import threading
 import time
@@ -386,21 +387,45 @@ def scenario_list(config: dict) -> list[tuple[str, int]]:
     return [(name, h) for name in config["scenarios"] for h in config["horizons"]]
 
 
-def model_dtype(config: dict, parts: Sequence[str] = PARTS) -> np.dtype:
-    """Structured dtype of one pixel of :func:`model_stack` (one field per product)."""
-    fields = []
+#: Bands of the model stack that hold class codes (uint8 in the files; float32 in the stack).
+CODE_BANDS = ("class", "stability", "probability", "zone")
+
+
+def model_bands(config: dict, parts: Sequence[str] = PARTS) -> tuple[str, ...]:
+    """Band names of :func:`model_stack` / :func:`model_block`, in stack order.
+
+    Float products first, class codes last (``s<k>_magt`` / ``s<k>_class`` is scenario x
+    horizon ``k`` of :func:`scenario_list`), so the bands of every output file are one
+    contiguous range of the stack."""
+    k = len(scenario_list(config)) if "scenarios" in parts else 0
+    floats, codes = [], []
     if "climate" in parts:
-        fields += [(n, "f8") for n in ("maat", "fdd", "tdd", "amplitude")]
+        floats += ["maat", "fdd", "tdd", "amplitude"]
     if "ground" in parts:
-        fields += [("magt", "f4"), ("class", "u1"), ("stability", "u1")]
+        floats.append("magt")
+        codes += ["class", "stability"]
     if "active_layer" in parts:
-        fields += [("alt", "f4"), ("freeze_depth", "f4")]
+        floats += ["alt", "freeze_depth"]
     if "probability" in parts:
-        fields += [("probability", "u1"), ("zone", "u1")]
-    if "scenarios" in parts:
-        for k in range(len(scenario_list(config))):
-            fields += [(f"s{k}_magt", "f4"), (f"s{k}_class", "u1")]
-    return np.dtype(fields)
+        codes += ["probability", "zone"]
+    floats += [f"s{i}_magt" for i in range(k)]
+    codes += [f"s{i}_class" for i in range(k)]
+    return tuple(floats + codes)
+
+
+def model_fields(stack, config: dict, parts: Sequence[str] = PARTS) -> dict:
+    """``{band name: 2-D array}`` views of a model stack (NumPy or dask)."""
+    return {n: stack[i] for i, n in enumerate(model_bands(config, parts))}
+
+
+def model_slab(stack, config: dict, parts: Sequence[str], bands: Sequence[str], units, descs=None):
+    """A :class:`RasterOut` band entry (3-D slice, descriptions, units) of the consecutive
+    ``bands`` of a model stack (:func:`model_bands` keeps every output file's bands together)."""
+    names = model_bands(config, parts)
+    i = names.index(bands[0])
+    if names[i : i + len(bands)] != tuple(bands):
+        raise ValueError(f"bands {bands} are not consecutive in the model stack {names}")
+    return stack[i : i + len(bands)], list(descs or bands), list(units)
 
 
 #: Key of the land cover (:class:`permamap.surface.SurfaceMap` or None) in :func:`forcings`.
@@ -423,7 +448,9 @@ def forcings(config: dict) -> dict:
 def model_block(
     t: np.ndarray, config: dict, chunk_grid, parts: Sequence[str] = PARTS, forcing_of=None
 ) -> np.ndarray:
-    """Every product of ``parts`` for a (4, h, w) terrain block, as a structured (h, w) array.
+    """Every product of ``parts`` for a (4, h, w) terrain block, as a (bands, h, w) float32
+    stack in the order of :func:`model_bands` (class codes as exact float32 integers, 255
+    nodata; float products NaN nodata).
 
     ``chunk_grid``: the block's grid (gridded forcing and CMIP6 delta fields are resampled to
     it); ``forcing_of``: :func:`forcings` (built here when None). Calls the ``compute_*``
@@ -437,8 +464,12 @@ def model_block(
     NaN for the ground wrappers; the climate fields stay).
     """
     h, w = t.shape[1:]
-    out = np.empty((h, w), model_dtype(config, parts))
-    z, slope, aspect, solar = (np.asarray(t[i], np.float64) for i in range(4))
+    names = model_bands(config, parts)
+    out = np.empty((len(names), h, w), np.float32)
+    band = {n: out[i] for i, n in enumerate(names)}
+    # the terrain in float64 once (the wrappers and scenarios_block use it without copies)
+    t64 = np.asarray(t, np.float64)
+    z, slope, aspect, solar = t64
     forcing_of = forcing_of if forcing_of is not None else forcings(config)
     forcing = forcing_of[None]
     z_ground, kw = z, {}
@@ -447,28 +478,36 @@ def model_block(
     if {"climate", "ground", "active_layer"} & set(parts):
         maat, fdd, tdd, amp = climate.compute_climate(z, forcing, grid=chunk_grid)
         if "climate" in parts:
-            out["maat"], out["fdd"], out["tdd"], out["amplitude"] = maat, fdd, tdd, amp
+            band["maat"][:], band["fdd"][:], band["tdd"][:], band["amplitude"][:] = (
+                maat,
+                fdd,
+                tdd,
+                amp,
+            )
     if {"ground", "active_layer"} & set(parts):
         magt, cls, stab = ground.compute_ground(
             config, z_ground, slope, aspect, fdd, tdd, solar=solar, **kw
         )
         if "ground" in parts:
-            out["magt"], out["class"], out["stability"] = magt, cls, stab
+            band["magt"][:], band["class"][:], band["stability"][:] = magt, cls, stab
     if "active_layer" in parts:
-        out["alt"], out["freeze_depth"] = ground.active_layer(
+        band["alt"][:], band["freeze_depth"][:] = ground.active_layer(
             config, cls, fdd, tdd, solar=solar, maat=maat, amplitude=amp, **kw
         )
     if "probability" in parts:
         prob = ground.compute_probability(
             config, forcing, z_ground, slope, aspect, solar=solar, grid=chunk_grid, **kw
         )
-        out["probability"], out["zone"] = prob, ground.ipa_zone(prob)
+        band["probability"][:], band["zone"][:] = prob, ground.ipa_zone(prob)
     if "scenarios" in parts:
         from .scenario_response import scenarios_block
 
-        res = scenarios_block(config, chunk_grid, t, forcing_of=forcing_of)
-        for k in range(res["magt"].shape[0]):
-            out[f"s{k}_magt"], out[f"s{k}_class"] = res["magt"][k], res["class"][k]
+        res = scenarios_block(config, chunk_grid, t64, forcing_of=forcing_of)
+        k = res["magt"].shape[0]
+        i = names.index("s0_magt")
+        out[i : i + k] = res["magt"]
+        i = names.index("s0_class")
+        out[i : i + k] = res["class"]
     return out
 
 
@@ -481,16 +520,18 @@ def model_stack(
     parts: Sequence[str] = PARTS,
     backend: str = "dask",
 ):
-    """Structured (ny, nx) array of every product of ``parts`` (:func:`model_dtype`) from a
-    (4, ny, nx) terrain stack (:func:`terrain_stack` or the bands of ``terrain.tif``).
+    """(bands, ny, nx) float32 stack of every product of ``parts`` (:func:`model_bands`,
+    :func:`model_fields`) from a (4, ny, nx) terrain stack (:func:`terrain_stack` or the bands
+    of ``terrain.tif``).
 
-    ``map_blocks``: one task per chunk computes all fields, so every product is computed once.
+    ``map_blocks``: one task per chunk computes all bands, so every product is computed once;
+    the bands of an output file are a contiguous slice of the stack's chunk (no copy).
     """
     core = grid.subgrid(window)
-    dtype = model_dtype(config, parts)
     if backend == "numpy":
         return model_block(np.asarray(terrain4), config, core, parts)
     forcing_of = forcings(config)
+    n_bands = len(model_bands(config, parts))
     ny, nx = int(window.height), int(window.width)
     chunks = ((4,), output_chunks(ny, chunk_px), output_chunks(nx, chunk_px))
     if not isinstance(terrain4, da.Array):
@@ -499,11 +540,17 @@ def model_stack(
         terrain4 = terrain4.rechunk(chunks)
 
     def block(tb, block_info=None):
-        (r0, r1), (c0, c1) = block_info[None]["array-location"]
+        (r0, r1), (c0, c1) = block_info[None]["array-location"][1:]
         chunk_grid = core.subgrid(Window(c0, r0, c1 - c0, r1 - r0))
         return model_block(tb, config, chunk_grid, parts, forcing_of)
 
-    return da.map_blocks(block, terrain4, drop_axis=0, dtype=dtype, meta=np.empty((0, 0), dtype))
+    return da.map_blocks(
+        block,
+        terrain4,
+        chunks=((n_bands,), *chunks[1:]),
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), np.float32),
+    )
 
 
 # -- chunk-wise writer ----------------------------------------------------------------------
@@ -511,7 +558,9 @@ def model_stack(
 
 @dataclass
 class RasterOut:
-    """One output GeoTIFF: ``bands`` are (2-D array (NumPy or dask), description, unit)."""
+    """One output GeoTIFF: ``bands`` are (2-D array (NumPy or dask), description, unit), or
+    (3-D array of k bands, k descriptions, k units): a contiguous slice of a model stack is
+    written without a copy."""
 
     path: object
     grid: Grid
@@ -546,6 +595,18 @@ class _BandTarget:
             self.dst.write(block, self.band, window=win)
 
 
+def _flat_bands(o: RasterOut) -> list[tuple]:
+    """(array or None, description, unit) per band of ``o``: an entry of ``o.bands`` whose
+    array is 3-D (k, rows, cols) holds k bands and k descriptions and units."""
+    flat = []
+    for arr, desc, unit in o.bands:
+        if arr.ndim == 3:
+            flat += list(zip([None] * arr.shape[0], desc, unit, strict=True))
+        else:
+            flat.append((arr, desc, unit))
+    return flat
+
+
 def store(outputs: Sequence[RasterOut], opts: Options) -> None:
     """Write every band of every output chunk by chunk, atomically.
 
@@ -557,6 +618,7 @@ def store(outputs: Sequence[RasterOut], opts: Options) -> None:
     again, the rewritten tile appended (measured on 4 float32 bands of 4096 x 4096: 310 MB and
     2.8 s band by band, see README "Performance"). NumPy bands are written whole.
     """
+    keep_freed_blocks()
     with contextlib.ExitStack() as stack:
         stack.enter_context(
             rasterio.Env(
@@ -569,7 +631,7 @@ def store(outputs: Sequence[RasterOut], opts: Options) -> None:
             tmp = stack.enter_context(atomic_path(o.path))
             profile = gtiff_profile(
                 o.grid,
-                len(o.bands),
+                len(_flat_bands(o)),
                 o.dtype,
                 o.nodata,
                 compress=opts.compress,
@@ -581,41 +643,102 @@ def store(outputs: Sequence[RasterOut], opts: Options) -> None:
                     opts.compress_level
                 )
             dst = stack.enter_context(rasterio.open(tmp, "w", **profile))
-            for i, (_, desc, _unit) in enumerate(o.bands, start=1):
+            descs = [d for _, d, _ in _flat_bands(o)]
+            units = [u for _, _, u in _flat_bands(o)]
+            for i, desc in enumerate(descs, start=1):
                 dst.set_band_description(i, desc)
-            if any(u for _, _, u in o.bands):
-                dst.units = tuple(u or "" for _, _, u in o.bands)
+            if any(units):
+                dst.units = tuple(u or "" for u in units)
             if o.tags:
                 dst.update_tags(**{k: str(v) for k, v in o.tags.items()})
             if o.colormap:
                 dst.write_colormap(1, o.colormap)
             lock = threading.Lock()
-            lazy = []
-            for i, (arr, _, _) in enumerate(o.bands, start=1):
-                if arr.shape != (o.grid.height, o.grid.width):
+            lazy = []  # (first band number, 3-D dask array of consecutive bands)
+            i = 1
+            for arr, _, _ in o.bands:
+                arr3 = arr if arr.ndim == 3 else arr[None]
+                if arr3.shape[1:] != (o.grid.height, o.grid.width):
                     raise ValueError(
-                        f"{o.path}: band {i} has shape {arr.shape}, grid is "
+                        f"{o.path}: band {i} has shape {arr3.shape[1:]}, grid is "
                         f"{(o.grid.height, o.grid.width)}"
                     )
-                if isinstance(arr, da.Array):
-                    lazy.append((i, arr))
+                k = arr3.shape[0]
+                if isinstance(arr3, da.Array):
+                    lazy.append((i, arr3))
                 else:
-                    target = _BandTarget(dst, i, lock, o.dtype, o.nodata)
-                    target[slice(0, arr.shape[0]), slice(0, arr.shape[1])] = arr
+                    target = _BandTarget(dst, list(range(i, i + k)), lock, o.dtype, o.nodata)
+                    target[:, slice(0, arr3.shape[1]), slice(0, arr3.shape[2])] = arr3
+                i += k
             if len(lazy) == 1:
-                sources.append(lazy[0][1])
-                targets.append(_BandTarget(dst, lazy[0][0], lock, o.dtype, o.nodata))
+                first, arr3 = lazy[0]
+                # one 3-D array holding every band: its chunks are written as they are
+                sources.append(arr3.rechunk({0: arr3.shape[0]}))
+                targets.append(_BandTarget(dst, list(range(first, i)), lock, o.dtype, o.nodata))
             elif lazy:
                 # all bands of a chunk in one write: every GeoTIFF tile (pixel-interleaved, so
                 # holding all bands) is complete when written and compressed once
-                first = lazy[0][1]
-                stacked = da.stack([a.rechunk(first.chunks) for _, a in lazy])
-                sources.append(stacked.rechunk({0: len(lazy)}))
-                targets.append(_BandTarget(dst, [i for i, _ in lazy], lock, o.dtype, o.nodata))
+                chunks = lazy[0][1].chunks[1:]
+                stacked = da.concatenate([a.rechunk((a.shape[0], *chunks)) for _, a in lazy])
+                sources.append(stacked.rechunk({0: i - 1}))
+                targets.append(_BandTarget(dst, list(range(1, i)), lock, o.dtype, o.nodata))
         if sources:
             # a progress bar (stderr, i.e. the job's log) for per-tile work longer than 10 s
-            with scheduler(opts.threads), _progress_bar()(minimum=10.0, dt=2.0, out=sys.stderr):
+            with (
+                scheduler(opts.threads),
+                _progress_bar()(minimum=10.0, dt=2.0, out=sys.stderr),
+                _gc_paused(),
+            ):
                 da.store(sources, targets, lock=False)
+
+
+#: glibc ``mallopt`` parameters (malloc.h) and the values :func:`keep_freed_blocks` sets.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's largest on 64-bit systems
+_TRIM_THRESHOLD_BYTES = 1024 * 1024 * 1024
+_malloc_tuned = False
+
+
+def keep_freed_blocks() -> bool:
+    """Let glibc's malloc reuse freed chunk-sized buffers instead of returning them to the
+    kernel (once per process; False where there is no glibc ``mallopt``).
+
+    By default an array over glibc's dynamic mmap threshold gets fresh pages from the kernel
+    and gives them back when freed, so every block of every task page-faults its output
+    buffers in anew: on this project's 2-core gVisor machines that doubled the per-pixel model
+    (85 vs 42 ns per pixel for MAGT, classes and 9 scenarios of a 512 x 512 block) and made
+    the end-to-end benchmark 1.8x slower (README "Performance"). Arrays up to 32 MB then come
+    from malloc's heap, and up to 1 GB of freed heap is kept for reuse; peak memory is what the
+    blocks in flight need either way (measured: no change)."""
+    global _malloc_tuned
+    if _malloc_tuned:
+        return True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES) == 1
+        ok = ok and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES) == 1
+    except (OSError, AttributeError):
+        return False
+    _malloc_tuned = ok
+    return ok
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Python's cyclic garbage collector off while a tile's graph runs: dask's task objects
+    made it scan the heap every few thousand allocations (about 5 % of a tile job's CPU in a
+    profile of the benchmark); the arrays are freed by reference counting either way, and
+    the collector runs once at the end."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+        gc.collect()
 
 
 def _progress_bar():
@@ -720,7 +843,7 @@ def climate_tile(
                 grid.subgrid(tile.window),
                 "float32",
                 np.nan,
-                [(m[n], n, u) for n, u in zip(names, units, strict=True)],
+                [model_slab(m, config, ("climate",), names, units)],
                 tags={"tile": tile_id},
             )
         ],
@@ -757,6 +880,7 @@ def ground_tile(
         opts.backend,
     )
     tags = {"tile": tile_id}
+    parts = ("ground", "active_layer", "probability")
     store(
         [
             RasterOut(
@@ -764,11 +888,7 @@ def ground_tile(
                 core,
                 "float32",
                 FLOAT_NODATA,
-                [
-                    (m["magt"], "magt", "degC"),
-                    (m["alt"], "alt", "m"),
-                    (m["freeze_depth"], "freeze_depth", "m"),
-                ],
+                [model_slab(m, config, parts, ("magt", "alt", "freeze_depth"), ("degC", "m", "m"))],
                 tags=tags,
             ),
             RasterOut(
@@ -776,7 +896,7 @@ def ground_tile(
                 core,
                 "uint8",
                 CLASS_NODATA,
-                [(m[n], n, None) for n in ("class", "stability", "probability", "zone")],
+                [model_slab(m, config, parts, CODE_BANDS, [None] * 4)],
                 tags=tags,
             ),
         ],
@@ -835,22 +955,22 @@ def scenarios_tile(
         sources += [(ground_class_path, [1, 2]), (ground_magt_path, [2])]
     inputs = sr.TransientInputs.load(config, fit_path, transient_path) if transient else None
     forcing_of = forcings(config)
-    dtype = np.dtype([(f"{p}{k}", v[0]) for p, v in products.items() for k in range(len(labels))])
+    n = len(labels)
 
     def block(t, *extra, block_info=None):
         chunk_grid = core
         if block_info is not None:
-            (r0, r1), (c0, c1) = block_info[None]["array-location"]
+            (r0, r1), (c0, c1) = block_info[None]["array-location"][-2:]
             chunk_grid = core.subgrid(Window(c0, r0, c1 - c0, r1 - r0))
         clim = extra[0] if transient else None
         base = None
         if degradation and not transient:
             base = {"class": extra[0][0], "stability": extra[0][1], "alt": extra[1][0]}
         res = sr.scenarios_block(config, chunk_grid, t, clim, base, inputs, degradation, forcing_of)
-        o = np.empty(t.shape[1:], dtype)
-        for p in products:
-            for k in range(len(labels)):
-                o[f"{p}{k}"] = res[p][k]
+        # one float32 stack, n bands per product (codes as exact float32 integers)
+        o = np.empty((len(products) * n, *t.shape[1:]), np.float32)
+        for j, p in enumerate(products):
+            o[j * n : (j + 1) * n] = res[p]
         return o
 
     if opts.backend == "numpy":
@@ -859,7 +979,13 @@ def scenarios_tile(
         ny, nx = int(tile.window.height), int(tile.window.width)
         chunks = (output_chunks(ny, opts.chunk_px), output_chunks(nx, opts.chunk_px))
         arrays = [lazy_raster(path, chunks, bands=bands) for path, bands in sources]
-        m = da.map_blocks(block, *arrays, drop_axis=0, dtype=dtype, meta=np.empty((0, 0), dtype))
+        m = da.map_blocks(
+            block,
+            *arrays,
+            chunks=((len(products) * n,), *chunks),
+            dtype=np.float32,
+            meta=np.empty((0, 0, 0), np.float32),
+        )
     store(
         [
             RasterOut(
@@ -867,10 +993,10 @@ def scenarios_tile(
                 core,
                 dt,
                 nodata,
-                [(m[f"{p}{k}"], lab, unit) for k, lab in enumerate(labels)],
+                [(m[j * n : (j + 1) * n], list(labels), [unit] * n)],
                 tags={"tile": tile_id},
             )
-            for p, (dt, nodata, unit, path) in products.items()
+            for j, (dt, nodata, unit, path) in enumerate(products.values())
         ],
         opts,
     )

@@ -853,7 +853,6 @@ def scenarios_block(
     """
     from . import degradation as dg
     from . import surface
-    from .steps import scenario_delta_fields
 
     z, slope, aspect, solar = (np.asarray(terrain[i], np.float64) for i in range(4))
     # surface types (permamap.surface): equilibrium only; the transient columns are per cluster
@@ -886,15 +885,22 @@ def scenarios_block(
     classes = np.empty((n, *shape), np.uint8)
     degs = np.empty((n, *shape), np.uint8) if degradation else None
     i = 0
-    for name in config["scenarios"]:
-        scfg = cfgmod.scenario_config(config, name)
-        forcing = forcing_of[name] if forcing_of is not None else climate.forcing_from_config(scfg)
-        deltas = scenario_delta_fields(config, name, grid)
-        skw = surface.scenario_args(surf_kw, scfg)
-        if not is_transient:
+    runs = _scenario_runs(config, grid, surf_kw, forcing_of)
+    if not is_transient:
+        # equilibrium: one fused kernel call per run of scenarios that share forcing and ground
+        # parameters (all of them with uniform warmings), pixel by pixel the same numbers
+        nh = len(config["horizons"])
+        for names, scfg, forcing, deltas, skw in _fused_runs(runs):
             m_all, c_all = ground.compute_scenarios(
                 scfg, forcing, z_ground, slope, aspect, deltas, grid=grid, solar=solar, **skw
             )
+            for j, name in enumerate(names):
+                runs[name]["magt"] = m_all[j * nh : (j + 1) * nh]
+                runs[name]["class"] = c_all[j * nh : (j + 1) * nh]
+    for name in config["scenarios"]:
+        scfg, forcing, deltas, skw = (runs[name][k] for k in ("config", "forcing", "deltas", "skw"))
+        if not is_transient:
+            m_all, c_all = runs[name]["magt"], runs[name]["class"]
         for k, h in enumerate(config["horizons"]):
             if not is_transient and not degradation:
                 magts[i] = m_all[k]
@@ -942,6 +948,65 @@ def scenarios_block(
     if degradation:
         out["degradation"] = degs
     return out
+
+
+def _scenario_runs(config: dict, grid: Grid, surf_kw: dict, forcing_of: dict | None) -> dict:
+    """Per scenario: its merged config, forcing, monthly warming fields on ``grid`` and the
+    surface keyword arguments of the ground wrappers."""
+    from . import surface
+    from .steps import scenario_delta_fields
+
+    runs = {}
+    for name in config["scenarios"]:
+        scfg = cfgmod.scenario_config(config, name)
+        runs[name] = {
+            "config": scfg,
+            "forcing": (
+                forcing_of[name] if forcing_of is not None else climate.forcing_from_config(scfg)
+            ),
+            "deltas": scenario_delta_fields(config, name, grid),
+            "skw": surface.scenario_args(surf_kw, scfg),
+        }
+    return runs
+
+
+def _fused_runs(runs: dict):
+    """(scenario names, config, forcing, concatenated warming fields, surface kwargs) of the
+    consecutive scenarios one :func:`permamap.ground.compute_scenarios` call can serve: the
+    same forcing object, the same packed ground parameters and surface multipliers, and
+    spatially uniform warmings (zero-stride fields, concatenated without copying the grid).
+    A scenario with CMIP6 fields or its own parameters gets a call of its own."""
+    from .climate import is_spatially_uniform
+
+    groups: list[list[str]] = []
+    for name, r in runs.items():
+        if groups:
+            prev = runs[groups[-1][-1]]
+            if _fusable(prev, r) and is_spatially_uniform(r["deltas"]):
+                groups[-1].append(name)
+                continue
+        groups.append([name])
+    for names in groups:
+        first = runs[names[0]]
+        if len(names) == 1:
+            yield names, first["config"], first["forcing"], first["deltas"], first["skw"]
+            continue
+        d = np.concatenate([runs[n]["deltas"][:, :, 0, 0] for n in names])
+        deltas = np.broadcast_to(d[:, :, None, None], (len(d), *first["deltas"].shape[1:]))
+        yield names, first["config"], first["forcing"], deltas, first["skw"]
+
+
+def _fusable(a: dict, b: dict) -> bool:
+    from .climate import is_spatially_uniform
+
+    if a["forcing"] is not b["forcing"] or not is_spatially_uniform(a["deltas"]):
+        return False
+    if not np.array_equal(ground.pack_params(a["config"]), ground.pack_params(b["config"])):
+        return False
+    ma, mb = a["skw"].get("surface_mult"), b["skw"].get("surface_mult")
+    return (ma is None and mb is None) or (
+        ma is not None and mb is not None and np.array_equal(ma, mb)
+    )
 
 
 # -- Snakemake adapters (params: step="scenario_response:smk_<name>") ---------------------------
