@@ -705,11 +705,12 @@ def keep_freed_blocks() -> bool:
 
     By default an array over glibc's dynamic mmap threshold gets fresh pages from the kernel
     and gives them back when freed, so every block of every task page-faults its output
-    buffers in anew: on this project's 2-core gVisor machines that doubled the per-pixel model
-    (85 vs 42 ns per pixel for MAGT, classes and 9 scenarios of a 512 x 512 block) and made
-    the end-to-end benchmark 1.8x slower (README "Performance"). Arrays up to 32 MB then come
-    from malloc's heap, and up to 1 GB of freed heap is kept for reuse; peak memory is what the
-    blocks in flight need either way (measured: no change)."""
+    buffers in anew. Page faults are dear in virtual machines (this project's 2-core Firecracker
+    VMs also report freed memory to the host): there it doubled the per-pixel model (85 vs 42 ns
+    per pixel for MAGT, classes and 9 scenarios of a 512 x 512 block) and made the end-to-end
+    benchmark 1.7x slower (README "Performance"). Arrays up to 32 MB then come from malloc's
+    heap, and up to 1 GB of freed heap is kept for reuse; peak memory is what the blocks in
+    flight need either way."""
     global _malloc_tuned
     if _malloc_tuned:
         return True
