@@ -522,6 +522,9 @@ E2E_PRODUCTS = {
 
 def _e2e_outputs(spec, cfg, t, m, core, out_dir):
     from permamap import blocks
+    from permamap.products import PRODUCTS
+
+    magt = PRODUCTS["magt"]  # int16 in 0.01 degC, as the workflow writes it
 
     prods = E2E_PRODUCTS[spec["products"]]
     k = len(blocks.scenario_list(cfg))
@@ -542,9 +545,7 @@ def _e2e_outputs(spec, cfg, t, m, core, out_dir):
         )
     if "magt" in prods:
         outs.append(
-            blocks.RasterOut(
-                out_dir / "magt.tif", core, "float32", -9999.0, [(f["magt"], "magt", "degC")]
-            )
+            blocks.RasterOut.of(magt, out_dir / "magt.tif", core, [(f["magt"], "magt", "degC")])
         )
     if "class" in prods:
         outs.append(
@@ -560,11 +561,10 @@ def _e2e_outputs(spec, cfg, t, m, core, out_dir):
         )
     if "scen_magt" in prods:
         outs.append(
-            blocks.RasterOut(
+            blocks.RasterOut.of(
+                magt,
                 out_dir / "scen_magt.tif",
                 core,
-                "float32",
-                -9999.0,
                 [
                     blocks.model_slab(
                         m,
@@ -621,15 +621,17 @@ def stage_e2e(spec):
 
 def stage_write_only(spec):
     """Write the end-to-end outputs alone: the same bands, dtypes, compression and writer,
-    read from uncompressed copies (page cache), no computation."""
+    read from uncompressed copies (page cache), no computation (MAGT: read as degC and encoded
+    to int16 again, as the end-to-end run does)."""
     from permamap import blocks
     from permamap.grid import Grid
+    from permamap.products import PRODUCTS
 
     out = []
     with open(spec["manifest"]) as f:
         files = json.load(f)
     t0 = time.perf_counter()
-    for src, dst, dtype, nodata, names in files:
+    for src, dst, dtype, nodata, names, scaled in files:
         import rasterio
 
         with rasterio.open(src) as s:
@@ -643,11 +645,11 @@ def stage_write_only(spec):
         arr = blocks.lazy_raster(src, spec["chunk"])
         if dtype == "uint8":
             arr = arr.astype("uint8")
-        out.append(
-            blocks.RasterOut(
-                dst, g, dtype, nodata, [(arr[i], n, None) for i, n in enumerate(names)]
-            )
-        )
+        bands = [(arr[i], n, None) for i, n in enumerate(names)]
+        if scaled:
+            out.append(blocks.RasterOut.of(PRODUCTS["magt"], dst, g, bands))
+        else:
+            out.append(blocks.RasterOut(dst, g, dtype, nodata, bands))
     blocks.store(out, _opts(spec))
     return {"seconds": time.perf_counter() - t0}
 
@@ -782,6 +784,7 @@ def _uncompressed_copies(e2e_dir: Path, work: Path) -> Path:
                     s.dtypes[0],
                     s.nodata,
                     list(s.descriptions),
+                    s.scales[0] != 1.0,
                 ]
             )
     (work / "write_only").mkdir(exist_ok=True)

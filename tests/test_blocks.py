@@ -91,10 +91,17 @@ def _run_tile(cfg, d, tile_id, tag, **kw):
     steps.tile_dem(cfg, d / "dem.tif", tile_id, out / "dem.tif")
     blocks.terrain_tile(cfg, out / "dem.tif", tile_id, out / "terrain.tif", **kw)
     blocks.ground_tile(
-        cfg, out / "terrain.tif", None, tile_id, out / "gm.tif", out / "gc.tif", **kw
+        cfg,
+        out / "terrain.tif",
+        None,
+        tile_id,
+        out / "gm.tif",
+        out / "gc.tif",
+        out_alt=out / "ga.tif",
+        **kw,
     )
     blocks.scenarios_tile(cfg, out / "terrain.tif", tile_id, out / "sm.tif", out / "sc.tif", **kw)
-    return {k: out / f"{k}.tif" for k in ("terrain", "gm", "gc", "sm", "sc")}
+    return {k: out / f"{k}.tif" for k in ("terrain", "gm", "ga", "gc", "sm", "sc")}
 
 
 def _region_arrays(cfg, files_by_tile):
@@ -143,9 +150,17 @@ def reference_tile(region):
     steps.tile_dem(cfg, d / "dem.tif", t, st / "dem.tif")
     steps.terrain_tile(cfg, st / "dem.tif", t, st / "terrain.tif")
     steps.climate_tile(cfg, st / "terrain.tif", t, st / "climate.tif")
-    steps.ground_tile(cfg, st / "terrain.tif", st / "climate.tif", t, st / "gm.tif", st / "gc.tif")
+    steps.ground_tile(
+        cfg,
+        st / "terrain.tif",
+        st / "climate.tif",
+        t,
+        st / "gm.tif",
+        st / "gc.tif",
+        out_alt=st / "ga.tif",
+    )
     steps.scenarios_tile(cfg, st / "terrain.tif", t, st / "sm.tif", st / "sc.tif")
-    return ref, {k: st / f"{k}.tif" for k in ("terrain", "gm", "gc", "sm", "sc")}
+    return ref, {k: st / f"{k}.tif" for k in ("terrain", "gm", "ga", "gc", "sm", "sc")}
 
 
 @pytest.mark.parametrize("chunk_px,threads", [(1, 2), (5, 1), (5, 2), (7, 2), (16, 2), (1024, 1)])
@@ -413,7 +428,9 @@ def test_snakemake_adapters_call_the_stages(region, reference_tile):
     blocks.smk_terrain(smk(_Files(dem=out / "dem.tif"), _Files(out / "terrain.tif")))
     terrain_in = _Files(terrain=out / "terrain.tif", climate=out / "climate.tif")
     blocks.smk_climate(smk(terrain_in, _Files(out / "climate.tif")))
-    blocks.smk_ground(smk(terrain_in, _Files(magt=out / "gm.tif", cls=out / "gc.tif")))
+    blocks.smk_ground(
+        smk(terrain_in, _Files(magt=out / "gm.tif", cls=out / "gc.tif", alt=out / "ga.tif"))
+    )
     blocks.smk_scenarios(smk(terrain_in, _Files(magt=out / "sm.tif", cls=out / "sc.tif")))
     for k in ref:
         np.testing.assert_array_equal(

@@ -242,7 +242,13 @@ def test_equilibrium_tile_degradation_matches_hand_calculation(tmp_path):
     )
     steps.climate_tile(cfg, t, tile.id, tmp_path / "climate.tif")
     steps.ground_tile(
-        cfg, t, tmp_path / "climate.tif", tile.id, tmp_path / "gm.tif", tmp_path / "gc.tif"
+        cfg,
+        t,
+        tmp_path / "climate.tif",
+        tile.id,
+        tmp_path / "gm.tif",
+        tmp_path / "gc.tif",
+        out_alt=tmp_path / "ga.tif",
     )
     steps.scenarios_tile(
         cfg,
@@ -251,7 +257,7 @@ def test_equilibrium_tile_degradation_matches_hand_calculation(tmp_path):
         tmp_path / "sm.tif",
         tmp_path / "sc.tif",
         climate_path=tmp_path / "climate.tif",
-        ground_magt_path=tmp_path / "gm.tif",
+        ground_alt_path=tmp_path / "ga.tif",
         ground_class_path=tmp_path / "gc.tif",
         out_degradation=tmp_path / "sd.tif",
     )

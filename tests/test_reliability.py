@@ -21,6 +21,8 @@ import yaml
 from affine import Affine
 from conftest import GREEDY, SNAKEMAKE, copy_workflow, tiny_raw_config
 
+from permamap.products import PRODUCTS
+
 pytestmark = pytest.mark.workflow
 
 # two jobs side by side on 2 cores: every job gets one thread (the config keeps compute.threads
@@ -173,7 +175,7 @@ def test_all_nodata_tile_stays_nodata(repo, tmp_path):
         magt = src.read(1)
     assert cls.shape == (24, 48)
     west = cls[:, :20]  # 101.0-101.33 E lies in the nodata half (west of 101.4 E)
-    assert (west == 255).all() and (magt[:, :20] == -9999.0).all()
+    assert (west == 255).all() and (magt[:, :20] == PRODUCTS["magt"].nodata).all()
     assert (cls[:, -10:] != 255).all()
 
 

@@ -15,6 +15,8 @@ from conftest import SNAKEMAKE, TINY_BBOX, copy_workflow
 from pyproj import Geod
 from rio_cogeo.cogeo import cog_validate
 
+from permamap.products import PRODUCTS
+
 pytestmark = pytest.mark.workflow
 
 
@@ -85,6 +87,14 @@ def test_outputs_are_valid_cogs_with_contract(tiny_run):
             assert src.nodata is not None
             assert src.descriptions[0] and src.units[0]
             assert src.tags()["config_hash"] and src.tags()["permamap_version"]
+            # the product table's dtype, nodata and scale/offset (MAGT: int16 in 0.01 degC)
+            p = PRODUCTS[src.tags()["product"]]
+            assert (src.dtypes[0], src.nodata, src.scales[0], src.offsets[0]) == (
+                p.dtype,
+                p.nodata,
+                p.scale,
+                p.offset,
+            ), rel
             assert (src.width, src.height) == (72, 84)
             if src.tags()["product"] in ("class", "stability", "zone"):
                 assert src.colormap(1)[1][:3] != (0, 0, 0)

@@ -64,8 +64,8 @@ from rasterio.windows import Window
 from . import climate, ground, surface, terrain
 from .config import scenario_config
 from .grid import HALO_PX, Grid, cell_size_m, find_tile
-from .products import CLASS_NODATA, FLOAT_NODATA
-from .rasterio_io import atomic_path, gtiff_profile
+from .products import CLASS_NODATA, FLOAT_NODATA, PRODUCTS, Product, encode
+from .rasterio_io import atomic_path, gtiff_profile, is_physical, set_scale, to_physical
 
 DEFAULT_CHUNK_PX = 512
 DEFAULT_GDAL_CACHE_MB = 128
@@ -190,7 +190,9 @@ class RasterReader:
     Each read opens the file (thread-safe: no dataset handle is shared between threads) and
     reads only the requested window; float nodata becomes NaN (as
     :func:`permamap.rasterio_io.read_bands`) and float data keep the file's dtype (a float32
-    DEM stays float32: half the memory of float64, and every consumer converts exactly).
+    DEM stays float32: half the memory of float64, and every consumer converts exactly). Scaled
+    bands (MAGT, int16 in 0.01 degC) read as physical float64 values with NaN nodata
+    (:func:`permamap.rasterio_io.to_physical`).
     """
 
     def __init__(self, path, bands: Sequence[int] | None = None, window: Window | None = None):
@@ -200,8 +202,9 @@ class RasterReader:
             self.window = window or Window(0, 0, src.width, src.height)
             self.nodata = src.nodata
             src_dtype = np.dtype(src.dtypes[self.bands[0] - 1])
+            self.scaled = not is_physical(src, self.bands)
         self.float = np.issubdtype(src_dtype, np.floating)
-        self.dtype = src_dtype
+        self.dtype = np.dtype(np.float64) if self.scaled else src_dtype
         self.shape = (len(self.bands), int(self.window.height), int(self.window.width))
         self.ndim = 3
 
@@ -214,7 +217,9 @@ class RasterReader:
         win = Window(self.window.col_off + c0, self.window.row_off + r0, c1 - c0, r1 - r0)
         with rasterio.open(self.path) as src:
             data = src.read(self.bands[b0:b1], window=win)
-        if self.float and self.nodata is not None and not np.isnan(self.nodata):
+            if self.scaled:
+                data = to_physical(src, data, self.bands[b0:b1])
+        if self.float and not self.scaled and self.nodata is not None and not np.isnan(self.nodata):
             data[data == self.nodata] = np.nan
         # integer indices drop their axis (dask fuses e.g. x[0] into the read)
         squeeze = tuple(i for i, k in enumerate(key) if not isinstance(k, slice))
@@ -560,7 +565,11 @@ def model_stack(
 class RasterOut:
     """One output GeoTIFF: ``bands`` are (2-D array (NumPy or dask), description, unit), or
     (3-D array of k bands, k descriptions, k units): a contiguous slice of a model stack is
-    written without a copy."""
+    written without a copy.
+
+    ``product``: the product every band holds (:meth:`of`); a scaled one (MAGT) gets its bands
+    (physical values, NaN nodata) encoded by :func:`permamap.products.encode` and its scale and
+    offset written to the file."""
 
     path: object
     grid: Grid
@@ -569,15 +578,23 @@ class RasterOut:
     bands: list
     tags: dict = field(default_factory=dict)
     colormap: dict | None = None
+    product: Product | None = None
+
+    @classmethod
+    def of(cls, product: Product, path, grid: Grid, bands: list, **kw) -> RasterOut:
+        """An output of ``product``: its dtype, nodata, scale and offset."""
+        return cls(path, grid, product.dtype, product.nodata, bands, product=product, **kw)
 
 
 class _BandTarget:
     """``target[rows, cols] = block`` writes a block to its window of band ``band`` (an int),
     ``target[bands, rows, cols] = block`` a (k, rows, cols) block to bands ``band`` (a list of k
-    band numbers) in one call; NaN -> nodata."""
+    band numbers) in one call; NaN -> nodata; a scaled ``product``: physical values -> stored
+    integers (:func:`permamap.products.encode`)."""
 
-    def __init__(self, dst, band, lock: threading.Lock, dtype: str, nodata):
+    def __init__(self, dst, band, lock: threading.Lock, dtype: str, nodata, product=None):
         self.dst, self.band, self.lock = dst, band, lock
+        self.product = product if product is not None and product.is_scaled else None
         self.dtype = np.dtype(dtype)
         self.nodata = nodata
         self.fill = (
@@ -587,7 +604,9 @@ class _BandTarget:
     def __setitem__(self, key, block):
         rs, cs = key[-2:]
         block = np.asarray(block)
-        if self.fill:
+        if self.product is not None:
+            block = encode(self.product, block)
+        elif self.fill:
             block = np.where(np.isnan(block), self.nodata, block)
         block = block.astype(self.dtype, copy=False)
         win = Window(cs.start, rs.start, cs.stop - cs.start, rs.stop - rs.start)
@@ -628,6 +647,8 @@ def store(outputs: Sequence[RasterOut], opts: Options) -> None:
         )
         sources, targets = [], []
         for o in outputs:
+            if o.product is not None and (o.product.dtype, o.product.nodata) != (o.dtype, o.nodata):
+                raise ValueError(f"{o.path}: dtype/nodata differ from product {o.product.name}")
             tmp = stack.enter_context(atomic_path(o.path))
             profile = gtiff_profile(
                 o.grid,
@@ -653,6 +674,8 @@ def store(outputs: Sequence[RasterOut], opts: Options) -> None:
                 dst.update_tags(**{k: str(v) for k, v in o.tags.items()})
             if o.colormap:
                 dst.write_colormap(1, o.colormap)
+            if o.product is not None and o.product.is_scaled:
+                set_scale(dst, o.product)
             lock = threading.Lock()
             lazy = []  # (first band number, 3-D dask array of consecutive bands)
             i = 1
@@ -667,21 +690,27 @@ def store(outputs: Sequence[RasterOut], opts: Options) -> None:
                 if isinstance(arr3, da.Array):
                     lazy.append((i, arr3))
                 else:
-                    target = _BandTarget(dst, list(range(i, i + k)), lock, o.dtype, o.nodata)
+                    target = _BandTarget(
+                        dst, list(range(i, i + k)), lock, o.dtype, o.nodata, o.product
+                    )
                     target[:, slice(0, arr3.shape[1]), slice(0, arr3.shape[2])] = arr3
                 i += k
             if len(lazy) == 1:
                 first, arr3 = lazy[0]
                 # one 3-D array holding every band: its chunks are written as they are
                 sources.append(arr3.rechunk({0: arr3.shape[0]}))
-                targets.append(_BandTarget(dst, list(range(first, i)), lock, o.dtype, o.nodata))
+                targets.append(
+                    _BandTarget(dst, list(range(first, i)), lock, o.dtype, o.nodata, o.product)
+                )
             elif lazy:
                 # all bands of a chunk in one write: every GeoTIFF tile (pixel-interleaved, so
                 # holding all bands) is complete when written and compressed once
                 chunks = lazy[0][1].chunks[1:]
                 stacked = da.concatenate([a.rechunk((a.shape[0], *chunks)) for _, a in lazy])
                 sources.append(stacked.rechunk({0: i - 1}))
-                targets.append(_BandTarget(dst, list(range(1, i)), lock, o.dtype, o.nodata))
+                targets.append(
+                    _BandTarget(dst, list(range(1, i)), lock, o.dtype, o.nodata, o.product)
+                )
         if sources:
             # a progress bar (stderr, i.e. the job's log) for per-tile work longer than 10 s
             with (
@@ -860,10 +889,13 @@ def ground_tile(
     out_magt,
     out_class,
     threads: int = 2,
+    *,
+    out_alt,
     **overrides,
 ) -> None:
-    """``ground_magt.tif`` (magt, alt, freeze_depth) and ``ground_class.tif`` (class,
-    stability, probability, zone) of a tile. The degree-days are recomputed per chunk from the
+    """``ground_magt.tif`` (magt; int16 in 0.01 degC, ``PRODUCTS["magt"]``), ``ground_alt.tif``
+    (alt, freeze_depth; float32) and ``ground_class.tif`` (class, stability, probability, zone)
+    of a tile. The degree-days are recomputed per chunk from the
     elevation (the same kernel on the same inputs gives the bits of ``climate.tif``), so
     ``climate_path`` is accepted for signature parity with :func:`permamap.steps.ground_tile`
     but not read."""
@@ -884,12 +916,19 @@ def ground_tile(
     parts = ("ground", "active_layer", "probability")
     store(
         [
-            RasterOut(
+            RasterOut.of(
+                PRODUCTS["magt"],
                 out_magt,
+                core,
+                [model_slab(m, config, parts, ("magt",), ("degC",))],
+                tags=tags,
+            ),
+            RasterOut(
+                out_alt,
                 core,
                 "float32",
                 FLOAT_NODATA,
-                [model_slab(m, config, parts, ("magt", "alt", "freeze_depth"), ("degC", "m", "m"))],
+                [model_slab(m, config, parts, ("alt", "freeze_depth"), ("m", "m"))],
                 tags=tags,
             ),
             RasterOut(
@@ -914,7 +953,7 @@ def scenarios_tile(
     threads: int = 2,
     *,
     climate_path=None,
-    ground_magt_path=None,
+    ground_alt_path=None,
     ground_class_path=None,
     out_degradation=None,
     fit_path=None,
@@ -925,7 +964,7 @@ def scenarios_tile(
     ``scenarios_degradation.tif``): one band per ``<scenario>/<horizon>``, chunk by chunk.
 
     Every chunk goes through :func:`permamap.scenario_response.scenarios_block` (equilibrium or
-    transient response, degradation against the baseline bands of ``ground_magt.tif`` /
+    transient response, degradation against the baseline bands of ``ground_alt.tif`` /
     ``ground_class.tif``); the transient fit and cluster table are loaded once per job."""
     from . import scenario_response as sr
 
@@ -938,10 +977,11 @@ def scenarios_tile(
         raise ValueError(
             "scenarios_tile: the transient response needs climate_path, fit_path and transient_path"
         )
-    if degradation and not transient and None in (ground_magt_path, ground_class_path):
-        raise ValueError("scenarios_tile: degradation needs ground_magt_path and ground_class_path")
+    if degradation and not transient and None in (ground_alt_path, ground_class_path):
+        raise ValueError("scenarios_tile: degradation needs ground_alt_path and ground_class_path")
     labels = sr.scenario_band_labels(config)
-    # product -> (dtype, nodata, unit, path)
+    # product -> (dtype, nodata, unit, path); the files take dtype, nodata and scale from
+    # PRODUCTS[product] (MAGT: int16 in 0.01 degC)
     products = {
         "magt": ("float32", FLOAT_NODATA, "degC", out_magt),
         "class": ("uint8", CLASS_NODATA, None, out_class),
@@ -953,7 +993,7 @@ def scenarios_tile(
     if transient:
         sources.append((climate_path, None))
     elif degradation:
-        sources += [(ground_class_path, [1, 2]), (ground_magt_path, [2])]
+        sources += [(ground_class_path, [1, 2]), (ground_alt_path, [1])]
     inputs = sr.TransientInputs.load(config, fit_path, transient_path) if transient else None
     forcing_of = forcings(config)
     n = len(labels)
@@ -989,15 +1029,14 @@ def scenarios_tile(
         )
     store(
         [
-            RasterOut(
+            RasterOut.of(
+                PRODUCTS[p],
                 path,
                 core,
-                dt,
-                nodata,
                 [(m[j * n : (j + 1) * n], list(labels), [unit] * n)],
                 tags={"tile": tile_id},
             )
-            for j, (dt, nodata, unit, path) in enumerate(products.values())
+            for j, (p, (_, _, unit, path)) in enumerate(products.items())
         ],
         opts,
     )
@@ -1027,6 +1066,7 @@ def smk_ground(smk) -> None:
         smk.output.magt,
         smk.output.cls,
         threads=int(smk.threads),
+        out_alt=smk.output.alt,
     )
 
 
@@ -1040,7 +1080,7 @@ def smk_scenarios(smk) -> None:
         smk.output.cls,
         threads=int(smk.threads),
         climate_path=getattr(inp, "climate", None),
-        ground_magt_path=getattr(inp, "ground_magt", None),
+        ground_alt_path=getattr(inp, "ground_alt", None),
         ground_class_path=getattr(inp, "ground_class", None),
         out_degradation=getattr(smk.output, "deg", None),
         fit_path=getattr(inp, "fit", None),

@@ -147,6 +147,11 @@ def describe(path) -> str:
         if product.is_class:
             codes = ", ".join(f"{c} {n}" for c, (n, _) in sorted(product.categories.items()))
             return f"{product.dtype}: {product.description.split(':')[0]}; codes {codes}"
+        if product.is_scaled:  # e.g. MAGT: int16 in 0.01 degC
+            return (
+                f"{product.dtype} x {product.scale:g} {product.units} (scale/offset in the file): "
+                f"{product.description}"
+            )
         return f"{product.dtype}, {product.units}: {product.description}"
     if p.name == "catalog.json":
         return "STAC catalog of the results"

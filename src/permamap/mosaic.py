@@ -33,6 +33,10 @@ def vrt_xml(grid: Grid, product: Product, sources: list[tuple[Tile, str, int]]) 
         f"    <Description>{html.escape(product.description)}</Description>",
         f"    <UnitType>{html.escape(product.units)}</UnitType>",
     ]
+    if product.is_scaled:
+        # physical = stored * Scale + Offset; the COG driver copies both to the COG's bands
+        parts.append(f"    <Offset>{product.offset!r}</Offset>")
+        parts.append(f"    <Scale>{product.scale!r}</Scale>")
     if product.is_class:
         parts.append("    <ColorInterp>Palette</ColorInterp>")
         parts.append("    <ColorTable>")

@@ -36,7 +36,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from .products import PERMAFROST, PRODUCTS  # noqa: E402
-from .rasterio_io import atomic_path  # noqa: E402
+from .rasterio_io import atomic_path, read_physical  # noqa: E402
 
 MAX_PX = 900
 DPI = 150
@@ -49,15 +49,12 @@ M_PER_DEG_LON_EQ = 111_320.0  # metres per degree of longitude at the equator (d
 
 
 def read_decimated(path, max_px: int = MAX_PX):
-    """(array with NaN for nodata, extent [W, E, S, N]) read at most ``max_px`` on the long side."""
+    """(physical values with NaN for nodata, extent [W, E, S, N]) read at most ``max_px`` on the
+    long side (scaled MAGT in degC: :func:`permamap.rasterio_io.read_physical`)."""
     with rasterio.open(path) as src:
         f = max(1, math.ceil(max(src.width, src.height) / max_px))
         shape = (max(1, src.height // f), max(1, src.width // f))
-        data = src.read(1, out_shape=shape, resampling=rasterio.enums.Resampling.nearest).astype(
-            float
-        )
-        if src.nodata is not None:
-            data[data == src.nodata] = np.nan
+        data = read_physical(src, 1, out_shape=shape, resampling=rasterio.enums.Resampling.nearest)
         b = src.bounds
         return data, [b.left, b.right, b.bottom, b.top]
 

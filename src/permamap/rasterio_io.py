@@ -21,7 +21,7 @@ from rasterio.windows import Window
 from . import __version__
 from .errors import InputDataError
 from .grid import CRS, Grid
-from .products import Product
+from .products import Product, decode, encode
 
 
 @contextlib.contextmanager
@@ -118,17 +118,27 @@ def write_bands(
     compress: str = "deflate",
     threads: int = 2,
     colormap_: dict | None = None,
+    product: Product | None = None,
 ) -> None:
-    """Write a (bands, rows, cols) array to a GeoTIFF atomically."""
+    """Write a (bands, rows, cols) array to a GeoTIFF atomically.
+
+    With a scaled ``product`` (e.g. ``PRODUCTS["magt"]``), ``arrays`` are physical values (NaN
+    nodata) stored through :func:`permamap.products.encode`, and every band gets the product's
+    scale/offset (:func:`set_scale`)."""
     arrays = np.asarray(arrays)
     if arrays.ndim == 2:
         arrays = arrays[None]
+    scaled = product is not None and product.is_scaled
+    if scaled:
+        arrays = encode(product, arrays)
     profile = gtiff_profile(
         grid, arrays.shape[0], dtype, nodata, compress=compress, threads=threads
     )
     with atomic_path(path) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(arrays.astype(dtype, copy=False))
+            if scaled:
+                set_scale(dst, product)
             for i, d in enumerate(descriptions, start=1):
                 dst.set_band_description(i, d)
             if units:
@@ -139,13 +149,63 @@ def write_bands(
                 dst.write_colormap(1, colormap_)
 
 
+def set_scale(dst, product: Product) -> None:
+    """Write ``product``'s scale and offset to every band of the open dataset ``dst`` (GDAL
+    band metadata: ``gdalinfo`` prints ``Offset: 0, Scale: 0.01``; QGIS, rasterio's
+    ``src.scales`` and rioxarray's ``mask_and_scale=True`` apply them)."""
+    dst.scales = (product.scale,) * dst.count
+    dst.offsets = (product.offset,) * dst.count
+
+
+def is_physical(src, indexes=None) -> bool:
+    """True when no band of ``indexes`` (all when None) of the open dataset has a scale or an
+    offset (its stored values are its physical values)."""
+    idx = _indexes(src, indexes)
+    return all(src.scales[i - 1] == 1.0 and src.offsets[i - 1] == 0.0 for i in idx)
+
+
+def _indexes(src, indexes) -> list[int]:
+    if indexes is None:
+        return list(range(1, src.count + 1))
+    return [indexes] if isinstance(indexes, int) else list(indexes)
+
+
+def to_physical(src, data, indexes=None) -> np.ndarray:
+    """Physical float64 values (nodata and masked -> NaN) of ``data`` read from bands
+    ``indexes`` of the open dataset ``src`` (``src.read(indexes, ...)`` with any window,
+    ``out_shape``, ``masked``; or ``src.sample``), applying the bands' scale and offset
+    (stored * scale + offset, GDAL's convention; scaled products: :mod:`permamap.products`).
+
+    The one place a stored raster value becomes a physical one: every reader of a product that
+    may be scaled (MAGT) goes through this or :func:`read_physical`."""
+    idx = _indexes(src, indexes)
+    scales = {src.scales[i - 1] for i in idx}
+    offsets = {src.offsets[i - 1] for i in idx}
+    if len(scales) > 1 or len(offsets) > 1:
+        if data.ndim != 3 or data.shape[0] != len(idx):
+            raise ValueError(f"{src.name}: bands {idx} differ in scale/offset; read them apart")
+        return np.stack([to_physical(src, data[k], i) for k, i in enumerate(idx)])
+    return decode(data, src.nodata, scales.pop(), offsets.pop())
+
+
+def read_physical(src, indexes=None, **kwargs) -> np.ndarray:
+    """``src.read(indexes, **kwargs)`` as physical float64 values with NaN nodata
+    (:func:`to_physical`); ``src``: an open dataset or a path."""
+    if not hasattr(src, "read"):
+        with rasterio.open(src) as ds:
+            return read_physical(ds, indexes, **kwargs)
+    return to_physical(src, src.read(indexes, **kwargs), indexes)
+
+
 def read_bands(path, window: Window | None = None, *, fill_nan: bool = True) -> np.ndarray:
-    """Read all bands (as float64 with nodata -> NaN when ``fill_nan`` and float)."""
+    """Read all bands. ``fill_nan``: physical values for float or scaled bands (float64, scale
+    and offset applied, nodata -> NaN; :func:`to_physical`), the stored values of unscaled
+    integer bands (class codes); ``fill_nan=False``: the stored values as they are (bits)."""
     with rasterio.open(path) as src:
         data = src.read(window=window)
-        if fill_nan and np.issubdtype(data.dtype, np.floating) and src.nodata is not None:
-            data = data.astype(np.float64)
-            data[data == src.nodata] = np.nan
+        float_nodata = np.issubdtype(data.dtype, np.floating) and src.nodata is not None
+        if fill_nan and (float_nodata or not is_physical(src)):
+            return to_physical(src, data)
         return data
 
 

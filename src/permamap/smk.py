@@ -67,7 +67,16 @@ def dispatch(smk) -> None:
     elif step == "climate":
         steps.climate_tile(config, inp.terrain, wc.tile, out[0], threads=th)
     elif step == "ground":
-        steps.ground_tile(config, inp.terrain, inp.climate, wc.tile, out.magt, out.cls, threads=th)
+        steps.ground_tile(
+            config,
+            inp.terrain,
+            inp.climate,
+            wc.tile,
+            out.magt,
+            out.cls,
+            threads=th,
+            out_alt=out.alt,
+        )
     elif step == "scenarios":
         steps.scenarios_tile(config, inp.terrain, wc.tile, out.magt, out.cls, threads=th)
     elif step == "mosaic":

@@ -76,6 +76,9 @@ def _raster_info(path) -> dict:
             transform=list(src.transform)[:6],
             dtype=src.dtypes[0],
             nodata=src.nodata,
+            # physical = stored * scale + offset (MAGT: int16 in 0.01 degC)
+            scale=float(src.scales[0]),
+            offset=float(src.offsets[0]),
             unit=(src.units[0] or None) if src.units else None,
             res_m=float((dx_m * dy_m) ** 0.5),
             tags=src.tags(),
@@ -99,6 +102,8 @@ def _raster_asset(item, key: str, path, info: dict, product):
     band = RasterBand.create(
         nodata=info["nodata"],
         data_type=DataType(info["dtype"]),
+        scale=info["scale"],
+        offset=info["offset"],
         unit=info["unit"] or (product.units if product else None),
         spatial_resolution=round(info["res_m"], 2),
     )

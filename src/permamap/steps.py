@@ -9,9 +9,10 @@ file                   dtype      bands
 dem.tif                float32    elevation (tile + 1-pixel halo)
 terrain.tif            float32    elevation, slope, aspect, solar
 climate.tif            float32    maat, fdd, tdd, amplitude (NaN nodata)
-ground_magt.tif        float32    magt, alt, freeze_depth
+ground_magt.tif        int16      magt (0.01 degC, scale 0.01: ``PRODUCTS["magt"]``)
+ground_alt.tif         float32    alt, freeze_depth
 ground_class.tif       uint8      class, stability, probability, zone
-scenarios_magt.tif     float32    one band per ``<scenario>/<horizon>``
+scenarios_magt.tif     int16      one band per ``<scenario>/<horizon>`` (MAGT, 0.01 degC)
 scenarios_class.tif    uint8      one band per ``<scenario>/<horizon>``
 =====================  =========  ==================================================
 """
@@ -106,15 +107,31 @@ def climate_tile(config: dict, terrain_path, tile_id: str, out_path, threads: in
 
 
 def ground_tile(
-    config: dict, terrain_path, climate_path, tile_id: str, out_magt, out_class, threads: int = 2
+    config: dict,
+    terrain_path,
+    climate_path,
+    tile_id: str,
+    out_magt,
+    out_class,
+    threads: int = 2,
+    *,
+    out_alt,
 ) -> None:
-    """Baseline MAGT, ALT, freezing depth, class, stability, probability and zone of a tile,
-    chunk-wise (:mod:`permamap.blocks`; the degree-days are recomputed per chunk in float64 with
-    the kernel that wrote ``climate.tif``, which is not read)."""
+    """Baseline MAGT (``out_magt``), ALT and freezing depth (``out_alt``), class, stability,
+    probability and zone (``out_class``) of a tile, chunk-wise (:mod:`permamap.blocks`; the
+    degree-days are recomputed per chunk in float64 with the kernel that wrote
+    ``climate.tif``, which is not read)."""
     from . import blocks
 
     blocks.ground_tile(
-        config, terrain_path, climate_path, tile_id, out_magt, out_class, threads=threads
+        config,
+        terrain_path,
+        climate_path,
+        tile_id,
+        out_magt,
+        out_class,
+        threads=threads,
+        out_alt=out_alt,
     )
 
 
@@ -150,7 +167,7 @@ def scenarios_tile(
     threads: int = 2,
     *,
     climate_path=None,
-    ground_magt_path=None,
+    ground_alt_path=None,
     ground_class_path=None,
     out_degradation=None,
     fit_path=None,
@@ -160,7 +177,7 @@ def scenarios_tile(
     (:func:`permamap.blocks.scenarios_tile`).
 
     ``response.mode: equilibrium`` needs only ``terrain_path``; with ``out_degradation`` it also
-    reads the tile's baseline ``ground_magt.tif``/``ground_class.tif`` and writes
+    reads the tile's baseline ``ground_alt.tif``/``ground_class.tif`` and writes
     ``scenarios_degradation.tif``. ``transient`` also reads ``climate.tif``, the TopoSUB fit and
     the cluster table (:mod:`permamap.scenario_response`).
     """
@@ -174,7 +191,7 @@ def scenarios_tile(
         out_class,
         threads,
         climate_path=climate_path,
-        ground_magt_path=ground_magt_path,
+        ground_alt_path=ground_alt_path,
         ground_class_path=ground_class_path,
         out_degradation=out_degradation,
         fit_path=fit_path,

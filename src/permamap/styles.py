@@ -36,7 +36,7 @@ from xml.etree import ElementTree as ET
 import numpy as np
 
 from .products import PRODUCTS, Product
-from .rasterio_io import atomic_path
+from .rasterio_io import atomic_path, read_physical
 
 QGIS_VERSION = "3.22.0-Białowieża"
 DOCTYPE = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
@@ -54,6 +54,11 @@ class Ramp:
 
 
 # Ramps for the continuous products; others follow their units (:func:`ramp_for`).
+# Limits and pseudocolour thresholds are physical values (:func:`sample_values`). For a scaled
+# product (MAGT: int16 in 0.01 degC) that is what QGIS renders too: its GDAL provider applies the
+# band's scale and offset to every block it reads (QgsGdalProvider::block ->
+# QgsRasterBlock::applyScaleOffset, QGIS PR #1252, 2014) and reports the band as Float32, so the
+# .qml thresholds stay in degC, not hundredths.
 RAMPS = {
     "magt": Ramp("RdBu_r", centre=0.0),
     "maat": Ramp("RdBu_r", centre=0.0),
@@ -120,6 +125,8 @@ def derived_product(src, name: str, tags: dict) -> Product:
         desc,
         categories=categories,
         resampling="mode" if categories else "average",
+        scale=float(src.scales[0]),
+        offset=float(src.offsets[0]),
     )
 
 
@@ -135,15 +142,15 @@ def hex_colour(rgb: Sequence[int]) -> str:
 
 
 def sample_values(raster_path, max_px: int = STATS_MAX_PX) -> np.ndarray:
-    """Valid values of a raster read at most ``max_px`` on the long side (uses COG overviews)."""
+    """Valid physical values (scale and offset applied: MAGT in degC) of a raster read at most
+    ``max_px`` on the long side (uses COG overviews)."""
     import rasterio
     from rasterio.enums import Resampling
 
     with rasterio.open(raster_path) as src:
         f = max(1, math.ceil(max(src.width, src.height) / max_px))
         shape = (max(1, src.height // f), max(1, src.width // f))
-        data = src.read(1, out_shape=shape, resampling=Resampling.nearest, masked=True)
-    values = np.asarray(data.compressed(), dtype=np.float64)
+        values = read_physical(src, 1, out_shape=shape, resampling=Resampling.nearest)
     return values[np.isfinite(values)]
 
 

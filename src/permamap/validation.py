@@ -83,7 +83,14 @@ from rasterio.windows import Window
 from .errors import ConfigError, InputDataError
 from .grid import CRS, Grid, cell_area_m2
 from .products import CLASS_NODATA, GROUND_CLASSES, PERMAFROST, SEASONALLY_FROZEN, UNFROZEN, Product
-from .rasterio_io import atomic_path, gtiff_profile, provenance_tags, to_cog
+from .rasterio_io import (
+    atomic_path,
+    gtiff_profile,
+    provenance_tags,
+    read_physical,
+    to_cog,
+    to_physical,
+)
 
 log = logging.getLogger(__name__)
 
@@ -671,6 +678,8 @@ def open_reference(
             if not read and spec.kind != "classes":
                 return NativeReference(None, None, transform, crs, bounds, synthetic, tags)
             data = src.read(spec.band, window=win, masked=True)
+            if spec.kind != "classes":  # physical values: a scaled reference is unscaled
+                values = to_physical(src, data, spec.band)
     except rasterio.errors.RasterioError as exc:
         raise unreadable(what, exc) from None
     mask = np.ma.getmaskarray(data)
@@ -688,7 +697,6 @@ def open_reference(
         codes = spec.lut[np.where(mask, CLASS_NODATA, raw).astype(np.uint8)]
         values = np.where(mask, 0, raw).astype(np.uint8)  # the reference's own codes (0 = nodata)
     else:
-        values = np.where(mask, np.nan, raw.astype(np.float64))
         if spec.kind == "magt":
             fin = values[np.isfinite(values)]
             if fin.size and np.nanmedian(fin) > 150:
@@ -1237,8 +1245,8 @@ def read_points(path, layer: str | None = None) -> pd.DataFrame:
 
 
 def sample_raster(path, lon, lat) -> np.ndarray:
-    """Values (float64, NaN for nodata or outside) of band 1 of a raster at lon/lat points
-    (the raster is on the EPSG:4326 working grid)."""
+    """Physical values (float64, scale/offset applied, NaN for nodata or outside) of band 1 of a
+    raster at lon/lat points (the raster is on the EPSG:4326 working grid)."""
     lon = np.asarray(lon, np.float64)
     lat = np.asarray(lat, np.float64)
     out = np.full(lon.shape, np.nan)
@@ -1247,16 +1255,14 @@ def sample_raster(path, lon, lat) -> np.ndarray:
     with rasterio.open(path) as src:
         if src.width * src.height > 64_000_000:  # large: one small read per point
             for i, v in enumerate(src.sample(zip(lon, lat, strict=True), indexes=1, masked=True)):
-                if not np.ma.getmaskarray(v)[0]:
-                    out[i] = float(v[0])
+                out[i] = to_physical(src, v, 1)[0]
             return out
-        band = src.read(1, masked=True)
+        band = read_physical(src, 1)
         col, row = ~src.transform @ (lon, lat)
         row = np.floor(row).astype(np.int64)
         col = np.floor(col).astype(np.int64)
         ok = (row >= 0) & (row < src.height) & (col >= 0) & (col < src.width)
-        vals = band[row[ok], col[ok]]
-        out[ok] = np.ma.filled(vals.astype(np.float64), np.nan)
+        out[ok] = band[row[ok], col[ok]]
     return out
 
 

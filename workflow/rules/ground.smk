@@ -17,6 +17,7 @@ rule ground:
         **LAND_COVER,
     output:
         magt=f"{RES}/tiles/{{tile}}/ground_magt.tif",
+        alt=f"{RES}/tiles/{{tile}}/ground_alt.tif",
         cls=f"{RES}/tiles/{{tile}}/ground_class.tif",
     log:
         f"logs/{RUN}/ground/{{tile}}.log",

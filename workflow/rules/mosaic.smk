@@ -50,19 +50,42 @@ rule mosaic_climate:
         STEP
 
 
+# MAGT is int16 in 0.01 degC (permamap.products), ALT and freezing depth float32: two per-tile
+# files, since the bands of a GeoTIFF share one data type.
 rule mosaic_baseline_magt:
     input:
         tiles=tile_files("ground_magt.tif"),
     output:
         f"{OUT}/baseline/magt.tif",
-        f"{OUT}/baseline/alt.tif",
-        f"{OUT}/baseline/freeze_depth.tif",
     log:
         f"logs/{RUN}/mosaic_baseline_magt.log",
     params:
         step="mosaic",
-        bands=["magt", "alt", "freeze_depth"],
-        products=["magt", "alt", "freeze_depth"],
+        bands=["magt"],
+        products=["magt"],
+        tags={"scenario": "baseline"},
+    threads: THREADS
+    resources:
+        mem_mb=1500,
+        runtime=60,
+    conda:
+        ENV
+    script:
+        STEP
+
+
+rule mosaic_baseline_alt:
+    input:
+        tiles=tile_files("ground_alt.tif"),
+    output:
+        f"{OUT}/baseline/alt.tif",
+        f"{OUT}/baseline/freeze_depth.tif",
+    log:
+        f"logs/{RUN}/mosaic_baseline_alt.log",
+    params:
+        step="mosaic",
+        bands=["alt", "freeze_depth"],
+        products=["alt", "freeze_depth"],
         tags={"scenario": "baseline"},
     threads: THREADS
     resources:

@@ -24,7 +24,7 @@ rule scenarios:
     input:
         terrain=rules.terrain.output[0],
         climate=rules.climate.output[0],
-        ground_magt=rules.ground.output.magt,
+        ground_alt=rules.ground.output.alt,
         ground_class=rules.ground.output.cls,
         **LAND_COVER,
         **({"fit": TOPOSUB_FIT, "transient": TRANSIENT_TABLE} if TRANSIENT else {}),
