@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numba as nb
 import numpy as np
 
 FLOAT_NODATA = -9999.0
@@ -208,21 +209,51 @@ def encode(product: Product, values) -> np.ndarray:
         if np.issubdtype(dtype, np.floating) and np.issubdtype(values.dtype, np.floating):
             values = np.where(np.isnan(values), product.nodata, values)
         return values.astype(dtype, copy=False)
-    x = np.asarray(values, np.float64)
-    nan = np.isnan(x)
-    q = np.rint((x - product.offset) / product.scale)
+    x = np.ascontiguousarray(values)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
     info = np.iinfo(dtype)
-    bad = ~nan & ~((q >= info.min) & (q <= info.max) & (q != product.nodata))
-    if bad.any():
+    out = np.empty(x.shape, dtype)
+    n_bad, first_bad = _encode_kernel(
+        x.reshape(-1),
+        float(product.offset),
+        float(product.scale),
+        float(info.min),
+        float(info.max),
+        float(product.nodata),
+        out.reshape(-1),
+    )
+    if n_bad:
         lo, hi = stored_range(product)
-        v = float(x[bad].flat[0])
+        v = float(x.reshape(-1)[first_bad])
         raise ValueError(
             f"{product.name}: value {v!r} {product.units} outside the {product.dtype} range of the "
             f"product ({lo:g} .. {hi:g} {product.units} in steps of {product.scale:g}); "
-            f"{int(bad.sum())} pixel(s) affected"
+            f"{n_bad} pixel(s) affected"
         )
-    q[nan] = product.nodata
-    return q.astype(dtype)
+    return out
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _encode_kernel(x, offset, scale, lo, hi, nodata, out):
+    """One pass of :func:`encode`: out = rint((float64(x) - offset) / scale), NaN -> nodata;
+    returns (number of finite values whose code falls outside [lo, hi] or on nodata, index of
+    the first, -1 if none). The same float64 operations as NumPy's in the same order (so the
+    same integers), branch-free so the loop vectorises."""
+    n_bad = 0
+    for i in range(x.size):
+        v = np.float64(x[i])
+        q = np.rint((v - offset) / scale)
+        ok = (q >= lo) & (q <= hi) & (q != nodata)  # False for NaN
+        out[i] = q if ok else nodata
+        n_bad += (not ok) & (v == v)
+    first = -1
+    if n_bad:
+        for i in range(x.size):
+            if out[i] == nodata and x[i] == x[i]:
+                first = i
+                break
+    return n_bad, first
 
 
 def decode(stored, nodata=None, scale: float = 1.0, offset: float = 0.0) -> np.ndarray:
