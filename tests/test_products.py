@@ -240,3 +240,34 @@ def test_stac_band_has_scale_and_offset(tmp_path):
         -32768,
         "int16",
     )
+
+
+def test_encode_refuses_an_unscaled_product():
+    with pytest.raises(ValueError, match="alt is not a scaled product"):
+        encode(PRODUCTS["alt"], np.zeros(3))
+
+
+@pytest.mark.skipif(shutil.which("gdal_translate") is None, reason="gdal-bin not installed")
+def test_gdal_unscale_gives_the_physical_values(tmp_path):
+    """An independent reader of the metadata: GDAL's own ``gdal_translate -unscale``
+    (stored * scale + offset) agrees with read_physical, nodata included."""
+    _write_chunked(tmp_path / "m.tif", _field())
+    subprocess.run(
+        [
+            "gdal_translate",
+            "-q",
+            "-unscale",
+            "-ot",
+            "Float64",
+            "-a_nodata",
+            "nan",
+            str(tmp_path / "m.tif"),
+            str(tmp_path / "u.tif"),
+        ],
+        check=True,
+    )
+    with rasterio.open(tmp_path / "u.tif") as u:
+        unscaled = u.read(1)
+    phys = read_physical(tmp_path / "m.tif", 1)
+    ok = ~np.isnan(phys)
+    np.testing.assert_allclose(unscaled[ok], phys[ok], rtol=0, atol=1e-12)

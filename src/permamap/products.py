@@ -200,15 +200,11 @@ def encode(product: Product, values) -> np.ndarray:
     stored = rint((value - offset) / scale), computed in float64; ``np.rint`` rounds half to
     even, deterministically. NaN -> ``product.nodata``. A finite value outside the stored range
     (:func:`stored_range`) or an infinite one raises ValueError: it is a model or unit error
-    (e.g. kelvin), never something to clip silently. Unscaled products are returned as their
-    dtype with NaN -> nodata (float) unchanged otherwise.
+    (e.g. kelvin), never something to clip silently.
     """
-    dtype = np.dtype(product.dtype)
-    values = np.asarray(values)
     if not product.is_scaled:
-        if np.issubdtype(dtype, np.floating) and np.issubdtype(values.dtype, np.floating):
-            values = np.where(np.isnan(values), product.nodata, values)
-        return values.astype(dtype, copy=False)
+        raise ValueError(f"{product.name} is not a scaled product; write its values as they are")
+    dtype = np.dtype(product.dtype)
     x = np.ascontiguousarray(values)
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float64)

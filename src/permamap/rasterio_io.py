@@ -181,10 +181,8 @@ def to_physical(src, data, indexes=None) -> np.ndarray:
     idx = _indexes(src, indexes)
     scales = {src.scales[i - 1] for i in idx}
     offsets = {src.offsets[i - 1] for i in idx}
-    if len(scales) > 1 or len(offsets) > 1:
-        if data.ndim != 3 or data.shape[0] != len(idx):
-            raise ValueError(f"{src.name}: bands {idx} differ in scale/offset; read them apart")
-        return np.stack([to_physical(src, data[k], i) for k, i in enumerate(idx)])
+    if len(scales) > 1 or len(offsets) > 1:  # permamap writes one product per file
+        raise ValueError(f"{src.name}: bands {idx} differ in scale/offset; read them apart")
     return decode(data, src.nodata, scales.pop(), offsets.pop())
 
 
