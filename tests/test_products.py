@@ -271,3 +271,12 @@ def test_gdal_unscale_gives_the_physical_values(tmp_path):
     phys = read_physical(tmp_path / "m.tif", 1)
     ok = ~np.isnan(phys)
     np.testing.assert_allclose(unscaled[ok], phys[ok], rtol=0, atol=1e-12)
+
+
+def test_every_code_survives_decode_then_encode():
+    """Reading a file as degC and writing it again (e.g. a re-mosaic) keeps every int16 code."""
+    codes = np.arange(-32767, 32768).astype(np.int16)
+    np.testing.assert_array_equal(encode(MAGT, decode(codes, MAGT.nodata, MAGT.scale)), codes)
+    assert encode(MAGT, decode(np.array([INT16_NODATA], np.int16), MAGT.nodata, 0.01))[0] == (
+        INT16_NODATA
+    )
