@@ -77,38 +77,11 @@ def dispatch(smk) -> None:
             threads=th,
             out_alt=out.alt,
         )
-    elif step == "scenarios":
-        steps.scenarios_tile(config, inp.terrain, wc.tile, out.magt, out.cls, threads=th)
     elif step == "mosaic":
         for band, product, path in zip(smk.params.bands, smk.params.products, out, strict=True):
             steps.mosaic(
                 config, list(inp.tiles), band, product, path, threads=th, **smk.params.tags
             )
-    elif step == "mosaic_scenario":
-        s, h = wc.scenario, int(wc.horizon)
-        label = steps.band_label(s, h)
-        steps.mosaic(
-            config,
-            list(inp.magt),
-            label,
-            "magt",
-            out.magt,
-            threads=th,
-            scenario=s,
-            horizon=h,
-            warming_c=smk.params.warming_c,
-        )
-        steps.mosaic(
-            config,
-            list(inp.cls),
-            label,
-            "class",
-            out.cls,
-            threads=th,
-            scenario=s,
-            horizon=h,
-            warming_c=smk.params.warming_c,
-        )
     elif step == "areas":
         steps.areas_table(config, inp.baseline, _scenario_class_inputs(smk, config), out[0])
     elif step == "lower_limit":
