@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 
+import numba as nb
 import numpy as np
 
 from .products import CLASS_NODATA, DEGRADATION_CLASSES, NO_PERMAFROST
@@ -75,14 +76,31 @@ def stability_codes(magt_c, permafrost, thresholds_c) -> np.ndarray:
     The transient model judges permafrost by the whole column (a layer <= 0 C all year) and MAGT
     at one depth, so a permafrost column can have MAGT >= 0 at that depth: it is class 5.
     """
-    magt = np.asarray(magt_c, np.float64)
-    pf = np.asarray(permafrost, bool)
-    th = np.asarray(thresholds_c, np.float64)
-    code = (np.searchsorted(th, np.where(np.isnan(magt), 0.0, magt), side="right") + 1).astype(
-        np.uint8
+    magt, pf = np.broadcast_arrays(np.asarray(magt_c, np.float64), np.asarray(permafrost, bool))
+    out = np.empty(magt.shape, np.uint8)
+    _stability_kernel(
+        np.ascontiguousarray(magt).reshape(-1),
+        np.ascontiguousarray(pf).reshape(-1),
+        np.asarray(thresholds_c, np.float64),
+        out.reshape(-1),
     )
-    code = np.where(pf, code, NO_PERMAFROST).astype(np.uint8)
-    return np.where(np.isnan(magt), CLASS_NODATA, code).astype(np.uint8)
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _stability_kernel(magt, pf, th, out):
+    """:func:`stability_codes` pixel by pixel: 1 + the number of thresholds <= MAGT."""
+    for i in range(magt.size):
+        m = magt[i]
+        if math.isnan(m):
+            out[i] = CLASS_NODATA
+        elif not pf[i]:
+            out[i] = NO_PERMAFROST
+        else:
+            code = 1
+            for t in th:
+                code += t <= m
+            out[i] = code
 
 
 def classify(
@@ -102,23 +120,39 @@ def classify(
     ``*_alt_m``: active layer thickness (m, NaN = unknown: then only the talik counts for
     class 3).
     """
-    bpf = np.asarray(base_pf, bool)
-    spf = np.asarray(scen_pf, bool)
-    with np.errstate(invalid="ignore"):
-        deeper = (
-            np.asarray(scen_alt_m, np.float64) - np.asarray(base_alt_m, np.float64)
-        ) > alt_increase_m
-    at_depth = np.asarray(scen_talik, bool) | deeper
-    colder_class = np.asarray(scen_stability).astype(np.int16) > np.asarray(base_stability).astype(
-        np.int16
+    arrays = np.broadcast_arrays(
+        np.asarray(base_pf, bool),
+        np.asarray(base_stability).astype(np.int16),
+        np.asarray(base_alt_m, np.float64),
+        np.asarray(scen_pf, bool),
+        np.asarray(scen_stability).astype(np.int16),
+        np.asarray(scen_alt_m, np.float64),
+        np.asarray(scen_talik, bool),
+        np.asarray(valid, bool),
     )
-    both = bpf & spf
-    out = np.select(
-        [~bpf & ~spf, ~bpf & spf, bpf & ~spf, both & at_depth, both & colder_class],
-        [NO_PF, NEW_PERMAFROST, THAWED, THAWING_AT_DEPTH, WARMING],
-        PERSISTING,
-    ).astype(np.uint8)
-    return np.where(np.asarray(valid, bool), out, CLASS_NODATA).astype(np.uint8)
+    out = np.empty(arrays[0].shape, np.uint8)
+    flat = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
+    _classify_kernel(*flat[:7], float(alt_increase_m), flat[7], out.reshape(-1))
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _classify_kernel(bpf, bstab, balt, spf, sstab, salt, talik, alt_increase, valid, out):
+    """:func:`classify` pixel by pixel; the first matching rule of the module docstring wins."""
+    for i in range(out.size):
+        b, s = bpf[i], spf[i]
+        if not valid[i]:
+            out[i] = CLASS_NODATA
+        elif not b:
+            out[i] = NEW_PERMAFROST if s else NO_PF
+        elif not s:
+            out[i] = THAWED
+        elif talik[i] or salt[i] - balt[i] > alt_increase:  # False when an ALT is NaN
+            out[i] = THAWING_AT_DEPTH
+        elif sstab[i] > bstab[i]:
+            out[i] = WARMING
+        else:
+            out[i] = PERSISTING
 
 
 # -- tables ---------------------------------------------------------------------------------

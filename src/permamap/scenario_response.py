@@ -215,7 +215,7 @@ def scenario_warming_knots(config: dict, name: str) -> tuple[np.ndarray, np.ndar
 # -- scenario climate per pixel ---------------------------------------------------------------
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def scenario_climate_kernel(z, t_ref, z_ref, lapse, delta, method, maat, fdd, tdd, amplitude):
     """MAAT, FDD, TDD and amplitude under a monthly warming field ``delta`` (12, ny, nx):
     T_m = T_m,ref + lapse_m (z_ref - z) + delta_m, with the same arithmetic as
@@ -231,6 +231,27 @@ def scenario_climate_kernel(z, t_ref, z_ref, lapse, delta, method, maat, fdd, td
     b0 = np.empty(nx)
     t = np.empty(12)
     d = np.empty(12)
+    if (
+        method != climate.METHOD_MONTHLY
+        and ny > 0
+        and nx > 0
+        and climate.is_spatially_uniform(delta)
+    ):
+        # a uniform warming (zero-stride field): its harmonics once per block, then a
+        # branch-free sinusoid loop per row (vectorises); the same numbers as per pixel
+        for m in range(12):
+            d[m] = delta[m, 0, 0]
+        dm, da, db = climate.delta_harmonics(d)
+        for r in range(ny):
+            climate.base_harmonics_row(r, z, t_ref, z_ref, ref_h, lapse_h, uniform, m0, a0, b0)
+            for c in range(nx):
+                amp = climate.annual_amplitude_c(a0[c] + da, b0[c] + db)
+                mm, f, th, amp = climate.pixel_climate(m0[c] + dm, amp, climate.METHOD_SINUSOID, t)
+                maat[r, c] = mm
+                fdd[r, c] = f
+                tdd[r, c] = th
+                amplitude[r, c] = amp
+        return
     for r in range(ny):
         climate.base_harmonics_row(r, z, t_ref, z_ref, ref_h, lapse_h, uniform, m0, a0, b0)
         for c in range(nx):
