@@ -191,11 +191,10 @@ def stefan_depth_m(index_cday, k_w_per_m_k, latent_heat_j_per_m3, n_factor=1.0):
     return z if z.ndim else float(z)
 
 
-@vectorize(["float32(float32, float32, float32)", "float64(float64, float64, float64)"], cache=True)
-def stefan_depth_block(index_cday, k_w_per_m_k, latent_heat_j_per_m3):
-    """Per-pixel Stefan depth (m), a numba ufunc over broadcast arrays: see
-    :func:`stefan_depth_m` (index already n-factor corrected). NaN in -> NaN out; index <= 0
-    -> 0; k <= 0 or L <= 0 -> NaN."""
+@njit(cache=True, nogil=True, inline="always")
+def stefan_depth_pixel(index_cday, k_w_per_m_k, latent_heat_j_per_m3):
+    """Stefan depth (m) of one pixel: see :func:`stefan_depth_m` (index already n-factor
+    corrected). NaN in -> NaN out; index <= 0 -> 0; k <= 0 or L <= 0 -> NaN."""
     if (
         math.isnan(index_cday)
         or math.isnan(k_w_per_m_k)
@@ -207,6 +206,12 @@ def stefan_depth_block(index_cday, k_w_per_m_k, latent_heat_j_per_m3):
     if index_cday <= 0.0:
         return 0.0
     return math.sqrt(2.0 * k_w_per_m_k * index_cday * SECONDS_PER_DAY / latent_heat_j_per_m3)
+
+
+@vectorize(["float32(float32, float32, float32)", "float64(float64, float64, float64)"], cache=True)
+def stefan_depth_block(index_cday, k_w_per_m_k, latent_heat_j_per_m3):
+    """:func:`stefan_depth_pixel` element-wise, a numba ufunc over broadcast arrays."""
+    return stefan_depth_pixel(index_cday, k_w_per_m_k, latent_heat_j_per_m3)
 
 
 # --------------------------------------------------------------------------------------------

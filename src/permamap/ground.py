@@ -63,6 +63,7 @@ import math
 import numba as nb
 import numpy as np
 
+from .active_layer import stefan_depth_pixel as al_stefan_depth_pixel
 from .climate import (
     METHOD_MONTHLY,
     YEAR_DAYS,
@@ -742,6 +743,29 @@ def compute_probability(
     return prob
 
 
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def stefan_kernel(
+    cls, fdd, tdd, solar, surf, surf_mult, n_f, n_t, solar_effect, k_t, k_f, latent, alt, freeze
+):
+    """:func:`active_layer`'s Stefan method in one pass over a block: where ``cls`` is
+    permafrost, ALT = Stefan depth of n_t,eff TDD with the thawed conductivity; where it is
+    seasonally frozen ground, the freezing depth of n_f FDD with the frozen one; NaN elsewhere
+    (:func:`permamap.active_layer.stefan_depth_pixel`; n-factors of the pixel's surface type,
+    n_t,eff from :func:`thawing_n_factor_pixel`)."""
+    ny, nx = cls.shape
+    for r in range(ny):
+        for c in range(nx):
+            s = surf[r, c]
+            alt[r, c] = np.nan
+            freeze[r, c] = np.nan
+            if cls[r, c] == PERMAFROST:
+                nt = thawing_n_factor_pixel(n_t * surf_mult[s, 1], solar_effect, solar[r, c])
+                alt[r, c] = al_stefan_depth_pixel(nt * tdd[r, c], k_t, latent)
+            elif cls[r, c] == SEASONALLY_FROZEN:
+                nf = n_f * surf_mult[s, 0]
+                freeze[r, c] = al_stefan_depth_pixel(nf * fdd[r, c], k_f, latent)
+
+
 def active_layer(
     config: dict,
     cls,
@@ -775,13 +799,25 @@ def active_layer(
     sfg = cls == SEASONALLY_FROZEN
     if soil["method"] == "stefan":
         tt = g["ttop"]
-        n_f = tt["n_freezing"] * mult[:, 0][surf]
-        n_t = thawing_n_factor(
-            tt["n_thawing"] * mult[:, 1][surf], tt["solar_effect"], _solar_or_flat(solar, cls.shape)
+        alt = np.empty(cls.shape)
+        freeze = np.empty(cls.shape)
+        stefan_kernel(
+            cls,
+            _f64(fdd),
+            _f64(tdd),
+            _solar_or_flat(solar, cls.shape),
+            surf,
+            mult,
+            float(tt["n_freezing"]),
+            float(tt["n_thawing"]),
+            float(tt["solar_effect"]),
+            float(soil["k_thawed_w_per_m_k"]),
+            float(soil["k_frozen_w_per_m_k"]),
+            float(latent),
+            alt,
+            freeze,
         )
-        thaw = al.stefan_depth_block(_f64(n_t * _f64(tdd)), soil["k_thawed_w_per_m_k"], latent)
-        freeze = al.stefan_depth_block(_f64(n_f * _f64(fdd)), soil["k_frozen_w_per_m_k"], latent)
-        return np.where(pf, thaw, np.nan), np.where(sfg, freeze, np.nan)
+        return alt, freeze
     c_t = al.soil_volumetric_heat_capacity_j_per_m3_k(soil["water_content_m3_per_m3"], False)
     c_f = al.soil_volumetric_heat_capacity_j_per_m3_k(
         soil["water_content_m3_per_m3"], True, unfrozen_water=soil["unfrozen_water_m3_per_m3"]
