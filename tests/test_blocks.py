@@ -439,3 +439,18 @@ def test_snakemake_adapters_call_the_stages(region, reference_tile):
             err_msg=k,
         )
     assert (out / "climate.tif").exists()
+
+
+def test_keep_freed_blocks_sets_glibcs_malloc_parameters():
+    """blocks.store asks glibc to keep freed chunk buffers (README "Performance"): mallopt
+    returns 1 only for a parameter it knows and a value it accepts, so a wrong parameter
+    number or an out-of-range threshold fails here. Elsewhere (no glibc) it says False."""
+    import ctypes.util
+    import platform
+
+    ok = blocks.keep_freed_blocks()
+    if platform.system() == "Linux" and (ctypes.util.find_library("c") or "").startswith("libc.so"):
+        assert ok is True
+        assert blocks.keep_freed_blocks() is True  # once per process, then a no-op
+    else:
+        assert ok is False
