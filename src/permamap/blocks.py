@@ -17,7 +17,8 @@ count and GDAL's block cache, not by the tile size.
   MAGT, classes, active layer, Monte Carlo probability and every scenario x horizon, chunk by
   chunk through the ``compute_*`` wrappers of :mod:`permamap.climate` and
   :mod:`permamap.ground` (the numba kernels are not forked here). One task computes every
-  product of a chunk into a NumPy structured array; each product is a field of it, so all
+  product of a chunk into one (bands, rows, cols) float32 stack (:func:`model_bands`: float
+  products first, class codes last, each output file's bands contiguous), so all
   products share one computation and are written from it. The scenario stage
   (:func:`scenarios_tile`) maps :func:`permamap.scenario_response.scenarios_block` over the
   chunks of the tile's terrain and baseline files the same way (equilibrium or transient
