@@ -587,3 +587,49 @@ def test_cli_outputs_lists_every_deliverable_with_its_status(run):
 def test_stac_and_styles_json_is_parseable(run):
     data = json.loads((run["out"] / "stac" / "catalog.json").read_text())
     assert data["type"] == "Catalog" and data["stac_version"] == "1.1.0"
+
+
+def test_geopackage_and_qgz_are_byte_identical_when_rewritten(tmp_path, monkeypatch):
+    """The formats' own timestamps (gpkg_contents.last_change, the zip entry's date) are
+    rasterio_io.file_timestamp, not the clock: written again later, the same bytes. With
+    SOURCE_DATE_EPOCH the stamp is that date; a malformed value is one readable error."""
+    import sqlite3
+    import time
+    import zipfile
+
+    from permamap import vectors
+    from permamap.errors import InputDataError
+    from permamap.products import PRODUCTS
+    from permamap.styles import write_qgz
+
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    data = np.full((20, 30), 2, np.uint8)
+    data[5:12, 4:20] = 1
+    path = write_class_raster(tmp_path / "class.tif", data, 101.0, 38.0, 0.01)
+    layers = {"class": vectors.class_polygons(path, PRODUCTS["class"], simplify_px=0)}
+
+    def write_both(tag):
+        d = tmp_path / tag  # the same file names (the qgz entry is named after its file)
+        d.mkdir()
+        vectors.write_gpkg(d / "x.gpkg", layers)
+        write_qgz(d / "x.qgz", "<qgis/>\n")
+        time.sleep(1.1)  # the zip clock has 2-second steps, GDAL's milliseconds
+        return [(d / f"x.{ext}").read_bytes() for ext in ("gpkg", "qgz")]
+
+    assert write_both("a") == write_both("b") == write_both("c")
+    with sqlite3.connect(tmp_path / "a" / "x.gpkg") as db:
+        stamps = {r[0] for r in db.execute("select last_change from gpkg_contents")}
+    assert stamps == {"1980-01-01T00:00:00.000Z"}
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # 2023-11-14T22:13:20Z
+    vectors.write_gpkg(tmp_path / "d.gpkg", layers)
+    write_qgz(tmp_path / "d.qgz", "<qgis/>\n")
+    with sqlite3.connect(tmp_path / "d.gpkg") as db:
+        stamps = {r[0] for r in db.execute("select last_change from gpkg_contents")}
+    assert stamps == {"2023-11-14T22:13:20.000Z"}
+    with zipfile.ZipFile(tmp_path / "d.qgz") as z:
+        assert z.infolist()[0].date_time == (2023, 11, 14, 22, 13, 20)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(InputDataError, match="SOURCE_DATE_EPOCH='yesterday'"):
+        write_qgz(tmp_path / "e.qgz", "<qgis/>\n")
+    assert not (tmp_path / "e.qgz").exists()

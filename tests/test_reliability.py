@@ -84,11 +84,12 @@ def _run(work: Path, args: list[str], *cores: str) -> None:
 
 
 def _checksums(work: Path) -> dict:
-    """sha256 of every raster and table (the determinism contract: bit-identical rasters and
-    tables; GeoPackages and catalogs carry write timestamps by their formats' design)."""
+    """sha256 of every file the run wrote under results/ (the determinism contract: the same
+    bytes; here rasters and tables, the GeoPackage and .qgz rewrite test is in
+    test_deliverables)."""
     out = {}
     for p in sorted((work / "results").rglob("*")):
-        if p.is_file() and p.suffix in (".tif", ".csv"):
+        if p.is_file():
             out[str(p.relative_to(work))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 

@@ -8,6 +8,7 @@ finished.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,28 @@ from . import __version__
 from .errors import InputDataError
 from .grid import CRS, Grid
 from .products import Product, decode, encode
+
+#: The file-format timestamp of deliverables whose format stores one (GeoPackage
+#: ``gpkg_contents.last_change``, the ``.qgz`` zip entry): fixed, so reruns give the same bytes.
+DEFAULT_FILE_TIMESTAMP = dt.datetime(1980, 1, 1, tzinfo=dt.UTC)
+
+
+def file_timestamp() -> dt.datetime:
+    """The timestamp written inside GeoPackage and zip files: ``SOURCE_DATE_EPOCH`` (seconds
+    since 1970, the reproducible-builds convention) when set, else
+    :data:`DEFAULT_FILE_TIMESTAMP`; never the clock, so the same inputs give the same bytes.
+    Clamped to 1980 or later (the earliest date a zip entry can hold)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not epoch:
+        return DEFAULT_FILE_TIMESTAMP
+    try:
+        t = dt.datetime.fromtimestamp(int(epoch), tz=dt.UTC)
+    except (ValueError, OverflowError, OSError):
+        raise InputDataError(
+            f"SOURCE_DATE_EPOCH={epoch!r} is not a whole number of seconds since 1970; unset it "
+            "or give e.g. SOURCE_DATE_EPOCH=$(date +%s)"
+        ) from None
+    return max(t, DEFAULT_FILE_TIMESTAMP)
 
 
 @contextlib.contextmanager

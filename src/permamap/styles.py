@@ -36,7 +36,7 @@ from xml.etree import ElementTree as ET
 import numpy as np
 
 from .products import PRODUCTS, Product
-from .rasterio_io import atomic_path, read_physical
+from .rasterio_io import atomic_path, file_timestamp, read_physical
 
 QGIS_VERSION = "3.22.0-Białowieża"
 DOCTYPE = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
@@ -658,11 +658,15 @@ def project_qgs(title: str, tree: list, extent: Sequence[float]) -> str:
 
 
 def write_qgz(path, qgs_text: str) -> None:
-    """A ``.qgz`` is a zip holding one ``<name>.qgs``; written atomically."""
+    """A ``.qgz`` is a zip holding one ``<name>.qgs``; written atomically, the entry dated
+    :func:`permamap.rasterio_io.file_timestamp` (not the clock: reruns give the same bytes)."""
     path = Path(path)
+    entry = zipfile.ZipInfo(path.with_suffix(".qgs").name, file_timestamp().timetuple()[:6])
+    entry.compress_type = zipfile.ZIP_DEFLATED
+    entry.external_attr = 0o644 << 16
     with atomic_path(path) as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
-            z.writestr(path.with_suffix(".qgs").name, qgs_text)
+        with zipfile.ZipFile(tmp, "w") as z:
+            z.writestr(entry, qgs_text)
 
 
 def _rel(path, start) -> str:

@@ -44,6 +44,7 @@ per layer as the default, so QGIS opens the layers with the raster's colours and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from pathlib import Path
@@ -51,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from .products import PRODUCTS, Product
-from .rasterio_io import atomic_path
+from .rasterio_io import atomic_path, file_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ def write_gpkg(out_path, layers: dict) -> None:
             f"{out_path}: no class raster to trace (class products are those with categories "
             "in permamap.products.PRODUCTS)"
         )
-    with atomic_path(out_path, suffix=".part.gpkg") as tmp:
+    with atomic_path(out_path, suffix=".part.gpkg") as tmp, _fixed_gpkg_date():
         tmp.unlink()
         styles = []
         for name, (df, desc) in layers.items():
@@ -244,6 +245,22 @@ def write_gpkg(out_path, layers: dict) -> None:
             pyogrio.write_dataframe(
                 pd.DataFrame(styles), tmp, layer="layer_styles", driver="GPKG", append=True
             )
+
+
+@contextlib.contextmanager
+def _fixed_gpkg_date():
+    """GDAL's ``OGR_CURRENT_DATE`` (the ``gpkg_contents.last_change`` it writes) set to
+    :func:`permamap.rasterio_io.file_timestamp` while a GeoPackage is written, so reruns give
+    the same bytes; the previous value is restored."""
+    import pyogrio
+
+    key = "OGR_CURRENT_DATE"
+    before = pyogrio.get_gdal_config_option(key)
+    pyogrio.set_gdal_config_options({key: file_timestamp().strftime("%Y-%m-%dT%H:%M:%S.000Z")})
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options({key: before})
 
 
 def gpkg_layers(gpkg) -> list[tuple[str, str, str, str, str | None]]:
