@@ -454,3 +454,25 @@ def test_keep_freed_blocks_sets_glibcs_malloc_parameters():
         assert blocks.keep_freed_blocks() is True  # once per process, then a no-op
     else:
         assert ok is False
+
+
+def test_model_bands_keep_every_files_bands_together():
+    """model_bands orders the stack so that each output file's bands are one slice (floats
+    first, codes last, scenario bands in scenario_list order); model_slab refuses bands that
+    are not consecutive there instead of writing a wrong slice."""
+    import yaml
+    from conftest import REPO
+
+    cfg = prepare(yaml.safe_load((REPO / "config/config.yaml").read_text()))
+    parts = ("ground", "active_layer", "probability", "scenarios")
+    names = blocks.model_bands(cfg, parts)
+    k = len(blocks.scenario_list(cfg))
+    assert names[:3] == ("magt", "alt", "freeze_depth")
+    assert names[3 : 3 + k] == tuple(f"s{i}_magt" for i in range(k))
+    assert names[3 + k : 7 + k] == blocks.CODE_BANDS
+    assert names[7 + k :] == tuple(f"s{i}_class" for i in range(k))
+    stack = np.arange(len(names), dtype=np.float32)[:, None, None] * np.ones((1, 2, 3), np.float32)
+    arr, descs, units = blocks.model_slab(stack, cfg, parts, ["alt", "freeze_depth"], ["m", "m"])
+    assert arr[:, 0, 0].tolist() == [1.0, 2.0] and descs == ["alt", "freeze_depth"]
+    with pytest.raises(ValueError, match="not consecutive"):
+        blocks.model_slab(stack, cfg, parts, ["magt", "class"], ["degC", None])
