@@ -655,6 +655,74 @@ def stage_write_only(spec):
     return {"seconds": time.perf_counter() - t0}
 
 
+def _tile_config(n: int, res_arcsec: float = 1.0):
+    """The default config on the benchmark DEM as one tile: the region is the DEM's grid less
+    its 1-pixel ring (the tile's halo), so the DEM file is the workflow's haloed tile DEM."""
+    import yaml
+
+    from permamap.config import prepare
+
+    raw = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    g = _dem_grid(n, res_arcsec)
+    r = g.res_deg
+    raw["region"]["bbox"] = [g.west + r, g.north - (n - 1) * r, g.west + (n - 1) * r, g.north - r]
+    raw["region"]["resolution_arcsec"] = res_arcsec
+    raw["tiles"]["size_px"] = n - 2
+    return prepare(raw)
+
+
+#: The workflow's per-tile jobs, in order: (stage, outputs).
+TILE_JOBS = ("terrain", "climate", "ground", "scenarios")
+
+
+def stage_tile_job(spec):
+    """One of the workflow's per-tile jobs (``blocks.<job>_tile``, as the Snakemake rules call
+    them) on the benchmark DEM as one tile, reading the files the previous job wrote; the
+    scenario job with the degradation classes, as the workflow runs it."""
+    from permamap import blocks
+    from permamap.grid import Grid
+
+    cfg = _tile_config(spec["n"])
+    cfg["compute"]["threads"] = spec["threads"]
+    cfg["blocks"]["chunk_px"] = spec["chunk"]
+    cfg["blocks"]["compress"] = spec["compress"]
+    _warm(cfg)
+    d = Path(spec["out"])
+    d.mkdir(parents=True, exist_ok=True)
+    (tid,) = [t.id for t in Grid.from_config(cfg).tiles(cfg["tiles"]["size_px"])]
+    th = spec["threads"]
+    t0 = time.perf_counter()
+    job = spec["job"]
+    if job == "terrain":
+        blocks.terrain_tile(cfg, spec["dem"], tid, d / "terrain.tif", threads=th)
+    elif job == "climate":
+        blocks.climate_tile(cfg, d / "terrain.tif", tid, d / "climate.tif", threads=th)
+    elif job == "ground":
+        blocks.ground_tile(
+            cfg,
+            d / "terrain.tif",
+            d / "climate.tif",
+            tid,
+            d / "ground_magt.tif",
+            d / "ground_class.tif",
+            threads=th,
+            out_alt=d / "ground_alt.tif",
+        )
+    else:
+        blocks.scenarios_tile(
+            cfg,
+            d / "terrain.tif",
+            tid,
+            d / "scenarios_magt.tif",
+            d / "scenarios_class.tif",
+            threads=th,
+            ground_alt_path=d / "ground_alt.tif",
+            ground_class_path=d / "ground_class.tif",
+            out_degradation=d / "scenarios_degradation.tif",
+        )
+    return {"seconds": time.perf_counter() - t0}
+
+
 STAGES = {
     "make_dem": lambda spec: stage_make_dem(spec),
     "copies": lambda spec: stage_copies(spec),
@@ -666,6 +734,7 @@ STAGES = {
     "model": stage_model,
     "e2e": stage_e2e,
     "write_only": stage_write_only,
+    "tile_job": stage_tile_job,
 }
 
 
@@ -992,6 +1061,19 @@ def main(argv=None) -> None:
         "write the same outputs alone",
         best_of(args.repeat, run_child, "write_only", dict(spec, manifest=str(manifest))),
     )
+    if not args.dem:
+        # the workflow's own per-tile jobs (files between the stages, the Monte Carlo
+        # probability in the ground job, degradation classes in the scenario job)
+        for job in TILE_JOBS:
+            add(
+                f"workflow tile job: {job}",
+                best_of(
+                    args.repeat,
+                    run_child,
+                    "tile_job",
+                    dict(spec, job=job, out=str(work / "tile_jobs")),
+                ),
+            )
     if not args.no_scaling and not args.dem:
         n2 = n // 2
         dem2 = work / f"dem_{n2}.tif"

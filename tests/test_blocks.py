@@ -314,7 +314,7 @@ def test_chunk_writer_matches_whole_array_write(tmp_path):
                 [(da.from_array(a, chunks=37), "x", "m")],
             )
         ],
-        blocks.Options(),
+        blocks.Options(compress="deflate"),  # write_bands' codec (per-tile files: zstd)
     )
     write_bands(
         tmp_path / "w.tif",

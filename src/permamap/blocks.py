@@ -99,7 +99,7 @@ class Options:
     threads: int = 2
     backend: str = "dask"
     gdal_cache_mb: int = DEFAULT_GDAL_CACHE_MB
-    compress: str = "deflate"
+    compress: str = "zstd"
     compress_level: int | None = DEFAULT_COMPRESS_LEVEL
     float_predictor: int = DEFAULT_FLOAT_PREDICTOR
 
@@ -111,8 +111,9 @@ class Options:
 
 
 def options_from_config(config: dict, threads: int | None = None, **overrides) -> Options:
-    """:class:`Options` from ``config['blocks']`` (defaults when absent), ``compute.threads``
-    and ``output.compress``; keyword ``overrides`` win (e.g. ``chunk_px=7`` in tests)."""
+    """:class:`Options` from ``config['blocks']`` (defaults when absent; ``blocks.compress``
+    is the codec of the per-tile files, the COGs use ``output.compress``) and
+    ``compute.threads``; keyword ``overrides`` win (e.g. ``chunk_px=7`` in tests)."""
     b = config.get("blocks") or {}
     opts = dict(
         chunk_px=int(b.get("chunk_px", DEFAULT_CHUNK_PX)),
@@ -123,7 +124,7 @@ def options_from_config(config: dict, threads: int | None = None, **overrides) -
         threads=int(
             threads if threads is not None else config.get("compute", {}).get("threads", 2)
         ),
-        compress=config.get("output", {}).get("compress", "deflate"),
+        compress=b.get("compress", "zstd"),
     )
     opts.update({k: v for k, v in overrides.items() if v is not None})
     return Options(**opts)
