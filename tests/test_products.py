@@ -134,7 +134,12 @@ def test_chunked_writer_round_trip_and_metadata(tmp_path):
         np.testing.assert_array_equal(w.read(1), raw)
 
 
-@pytest.mark.skipif(shutil.which("gdalinfo") is None, reason="gdal-bin not installed")
+@pytest.mark.skipif(
+    shutil.which("gdalinfo") is None,
+    reason="GDAL's gdalinfo is not on PATH: `make setup` installs Debian's gdal-bin when run as "
+    "root with apt, else apt-get install --no-install-recommends gdal-bin (the scale and offset "
+    "are also checked through rasterio's src.scales/src.offsets in this file)",
+)
 def test_gdalinfo_shows_the_scale(tmp_path):
     _write_chunked(tmp_path / "m.tif", _field())
     out = subprocess.run(
@@ -247,7 +252,12 @@ def test_encode_refuses_an_unscaled_product():
         encode(PRODUCTS["alt"], np.zeros(3))
 
 
-@pytest.mark.skipif(shutil.which("gdal_translate") is None, reason="gdal-bin not installed")
+@pytest.mark.skipif(
+    shutil.which("gdal_translate") is None,
+    reason="GDAL's gdal_translate is not on PATH: `make setup` installs Debian's gdal-bin when "
+    "run as root with apt, else apt-get install --no-install-recommends gdal-bin (read_physical "
+    "is also checked against the encoded values by hand in this file)",
+)
 def test_gdal_unscale_gives_the_physical_values(tmp_path):
     """An independent reader of the metadata: GDAL's own ``gdal_translate -unscale``
     (stored * scale + offset) agrees with read_physical, nodata included."""
