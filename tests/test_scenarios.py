@@ -808,3 +808,34 @@ def test_fused_scenario_call_equals_one_call_per_scenario():
     c_plain = sr.scenarios_block(prepare(plain), grid, terrain, forcing_of=None)["magt"][4:6]
     ok = np.isfinite(c_plain)
     assert (fused["magt"][4:6][ok] > c_plain[ok]).any()
+
+
+def test_scenarios_block_fills_given_float32_bands_with_the_same_values():
+    """``out``: the kernel writes every run's scenarios (here runs [a, b], [c], [d]) straight
+    into the given bands (float32, as the model stack holds them): the same values as the
+    arrays scenarios_block makes itself (MAGT float32, class uint8), every band written."""
+    from rasterio.windows import Window
+
+    from permamap import blocks
+
+    terrain, _ = _landscape(5, 12, 14)
+    raw = _raw((101.0, 36.88, 101.14, 37.0))
+    raw["horizons"] = [2050, 2100]
+    raw["scenarios"] = {
+        "a": {"trend_c_per_decade": 0.4},
+        "b": {"trend_c_per_decade": 1.2},
+        "c": {"trend_c_per_decade": 0.8, "overrides": {"ground": {"ttop": {"n_thawing": 1.3}}}},
+        "d": {"trend_c_per_decade": 0.2},
+    }
+    cfg = prepare(raw)
+    grid = Grid.from_config(cfg).subgrid(Window(0, 0, 14, 12))
+    shared = blocks.forcings(cfg)
+    ref = sr.scenarios_block(cfg, grid, terrain, forcing_of=shared)
+    bands = np.full((2, 8, 12, 14), 7.5, np.float32)  # not a value the model gives
+    got = sr.scenarios_block(cfg, grid, terrain, forcing_of=shared, out=(bands[0], bands[1]))
+    assert np.shares_memory(got["magt"], bands[0]) and np.shares_memory(got["class"], bands[1])
+    np.testing.assert_array_equal(bands[0], ref["magt"])
+    np.testing.assert_array_equal(bands[1], ref["class"].astype(np.float32))
+    assert (ref["class"] != CLASS_NODATA).any() and np.isfinite(ref["magt"]).any()
+    with pytest.raises(ValueError, match="out: shapes"):
+        sr.scenarios_block(cfg, grid, terrain, forcing_of=shared, out=(bands[0, :4], bands[1]))

@@ -509,12 +509,12 @@ def model_block(
     if "scenarios" in parts:
         from .scenario_response import scenarios_block
 
-        res = scenarios_block(config, chunk_grid, t64, forcing_of=forcing_of)
-        k = res["magt"].shape[0]
-        i = names.index("s0_magt")
-        out[i : i + k] = res["magt"]
-        i = names.index("s0_class")
-        out[i : i + k] = res["class"]
+        k = len(scenario_list(config))
+        i, j = names.index("s0_magt"), names.index("s0_class")
+        # the scenario kernel writes straight into the stack's bands (no copies)
+        scenarios_block(
+            config, chunk_grid, t64, forcing_of=forcing_of, out=(out[i : i + k], out[j : j + k])
+        )
     return out
 
 

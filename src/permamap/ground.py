@@ -326,6 +326,7 @@ def scenario_kernel(
     rk = np.empty(nx)
     lm = np.empty(nx)
     ok = np.empty(nx, np.bool_)
+    mrow = np.empty(nx)
     for r in range(ny):
         base_harmonics_row(r, z, t_ref, z_ref, ref_h, lapse_h, uniform_ref, m0, a0, b0)
         for c in range(nx):
@@ -356,7 +357,7 @@ def scenario_kernel(
                         m, cl = warming_pixel(
                             ttop, m0[c] + dm, amp0[c], dm, nf[c], nt[c], rk[c], period, lm[c], ok[c]
                         )
-                        magt_out[k, r, c] = m
+                        mrow[c] = m
                         class_out[k, r, c] = cl
                 else:
                     for c in range(nx):
@@ -364,7 +365,7 @@ def scenario_kernel(
                         m, cl = warming_pixel(
                             ttop, m0[c] + dm, amp, dm, nf[c], nt[c], rk[c], period, lm[c], ok[c]
                         )
-                        magt_out[k, r, c] = m
+                        mrow[c] = m
                         class_out[k, r, c] = cl
             else:
                 for c in range(nx):
@@ -373,8 +374,10 @@ def scenario_kernel(
                     m, cl = warming_pixel(
                         ttop, m0[c] + dm, amp, dm, nf[c], nt[c], rk[c], period, lm[c], ok[c]
                     )
-                    magt_out[k, r, c] = m
+                    mrow[c] = m
                     class_out[k, r, c] = cl
+            for c in range(nx):
+                magt_out[k, r, c] = mrow[c]
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
@@ -678,11 +681,14 @@ def compute_scenarios(
     solar=None,
     surface=None,
     surface_mult=None,
+    out=None,
 ):
     """(magt (n, ny, nx) float64, class (n, ny, nx) uint8) under air warming.
 
     ``deltas``: one warming (C) per horizon, or (n, 12, ny, nx) monthly warming fields;
-    ``surface``, ``surface_mult``: surface types (:func:`surface_arrays`).
+    ``surface``, ``surface_mult``: surface types (:func:`surface_arrays`); ``out``: (magt,
+    class) arrays of that shape to fill instead, e.g. float32 bands of a model stack (the
+    kernel computes in float64 and casts each row on storing; class codes are exact in float32).
     """
     from .climate import _ShapeGrid, uniform_delta_fields
 
@@ -692,8 +698,13 @@ def compute_scenarios(
     if deltas.ndim == 1:
         deltas = uniform_delta_fields(deltas, z.shape)
     t_ref, z_ref = forcing.fields(grid if grid is not None else _ShapeGrid(z.shape))
-    magt = np.empty((len(deltas), *z.shape))
-    cls = np.empty((len(deltas), *z.shape), np.uint8)
+    shape = (len(deltas), *z.shape)
+    if out is None:
+        magt, cls = np.empty(shape), np.empty(shape, np.uint8)
+    else:
+        magt, cls = out
+        if magt.shape != shape or cls.shape != shape:
+            raise ValueError(f"out: shapes {magt.shape}, {cls.shape}; need {shape}")
     scenario_kernel(
         pack_params(config),
         z,

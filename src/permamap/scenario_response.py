@@ -854,6 +854,7 @@ def scenarios_block(
     transient: TransientInputs | None = None,
     degradation: bool = False,
     forcing_of: dict | None = None,
+    out: tuple | None = None,
 ) -> dict:
     """Every scenario x horizon of a block of pixels: ``magt`` (float32), ``class`` (uint8) and,
     with ``degradation``, ``degradation`` (uint8), each (n_scenarios x n_horizons, ny, nx) in the
@@ -865,7 +866,10 @@ def scenarios_block(
     amplitude (needed by the transient response's cluster features); ``baseline``: the baseline
     ``class``, ``stability`` and ``alt`` bands (needed for ``degradation`` in equilibrium);
     ``transient``: :class:`TransientInputs` when ``response.mode`` is ``transient``;
-    ``forcing_of``: :func:`permamap.blocks.forcings` (built here when None).
+    ``forcing_of``: :func:`permamap.blocks.forcings` (built here when None); ``out``: (magt,
+    class) arrays of shape (n_scenarios x n_horizons, ny, nx) to fill instead of new ones (e.g.
+    float32 bands of a model stack; without degradation the equilibrium kernel writes into them
+    directly).
 
     Equilibrium: MAGT and class from :func:`permamap.ground.compute_scenarios` (the fused
     kernel); the scenario active layer from the warmed climate with
@@ -900,34 +904,48 @@ def scenarios_block(
         base_pf = baseline["class"] == PERMAFROST
         base_stab = baseline["stability"]
         base_alt = baseline["alt"]
-    n = len(config["scenarios"]) * len(config["horizons"])
+    nh = len(config["horizons"])
+    n = len(config["scenarios"]) * nh
     shape = z.shape
-    magts = np.empty((n, *shape), np.float32)
-    classes = np.empty((n, *shape), np.uint8)
+    if out is None:
+        magts, classes = np.empty((n, *shape), np.float32), np.empty((n, *shape), np.uint8)
+    else:
+        magts, classes = out
+        if magts.shape != (n, *shape) or classes.shape != (n, *shape):
+            raise ValueError(f"out: shapes {magts.shape}, {classes.shape}; need {(n, *shape)}")
     degs = np.empty((n, *shape), np.uint8) if degradation else None
     i = 0
     runs = _scenario_runs(config, grid, surf_kw, forcing_of)
     if not is_transient:
         # equilibrium: one fused kernel call per run of scenarios that share forcing and ground
-        # parameters (all of them with uniform warmings), pixel by pixel the same numbers
-        nh = len(config["horizons"])
+        # parameters (all of them with uniform warmings), pixel by pixel the same numbers;
+        # without degradation straight into the output bands of the run's scenarios
+        order = list(config["scenarios"])
         for names, scfg, forcing, deltas, skw in _fused_runs(runs):
+            first = order.index(names[0]) * nh
+            bands = slice(first, first + len(names) * nh)
             m_all, c_all = ground.compute_scenarios(
-                scfg, forcing, z_ground, slope, aspect, deltas, grid=grid, solar=solar, **skw
+                scfg,
+                forcing,
+                z_ground,
+                slope,
+                aspect,
+                deltas,
+                grid=grid,
+                solar=solar,
+                **skw,
+                out=None if degradation else (magts[bands], classes[bands]),
             )
             for j, name in enumerate(names):
                 runs[name]["magt"] = m_all[j * nh : (j + 1) * nh]
                 runs[name]["class"] = c_all[j * nh : (j + 1) * nh]
+        if not degradation:
+            return {"magt": magts, "class": classes}
     for name in config["scenarios"]:
         scfg, forcing, deltas, skw = (runs[name][k] for k in ("config", "forcing", "deltas", "skw"))
         if not is_transient:
             m_all, c_all = runs[name]["magt"], runs[name]["class"]
         for k, h in enumerate(config["horizons"]):
-            if not is_transient and not degradation:
-                magts[i] = m_all[k]
-                classes[i] = c_all[k]
-                i += 1
-                continue
             maat_s, fdd_s, tdd_s, amp_s = scenario_climate(forcing, z, deltas[k], grid)
             if is_transient:
                 s = mapped[(name, int(h))]
