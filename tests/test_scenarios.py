@@ -813,7 +813,8 @@ def test_fused_scenario_call_equals_one_call_per_scenario():
 def test_scenarios_block_fills_given_float32_bands_with_the_same_values():
     """``out``: the kernel writes every run's scenarios (here runs [a, b], [c], [d]) straight
     into the given bands (float32, as the model stack holds them): the same values as the
-    arrays scenarios_block makes itself (MAGT float32, class uint8), every band written."""
+    arrays scenarios_block makes itself (MAGT float32, class uint8), every band written; with
+    degradation (blocks.scenarios_tile) the three bands likewise."""
     from rasterio.windows import Window
 
     from permamap import blocks
@@ -839,3 +840,21 @@ def test_scenarios_block_fills_given_float32_bands_with_the_same_values():
     assert (ref["class"] != CLASS_NODATA).any() and np.isfinite(ref["magt"]).any()
     with pytest.raises(ValueError, match="out: shapes"):
         sr.scenarios_block(cfg, grid, terrain, forcing_of=shared, out=(bands[0, :4], bands[1]))
+    # with degradation classes (the workflow's scenario stage): three bands, the same values
+    base = blocks.model_block(terrain, cfg, grid, ("ground", "active_layer"))
+    f = dict(zip(blocks.model_bands(cfg, ("ground", "active_layer")), base, strict=True))
+    baseline = {
+        "class": f["class"].astype(np.uint8),
+        "stability": f["stability"].astype(np.uint8),
+        "alt": f["alt"],
+    }
+    ref = sr.scenarios_block(cfg, grid, terrain, None, baseline, None, True, shared)
+    bands = np.full((3, 8, 12, 14), 7.5, np.float32)
+    sr.scenarios_block(cfg, grid, terrain, None, baseline, None, True, shared, out=tuple(bands))
+    for band, key in zip(bands, ("magt", "class", "degradation"), strict=True):
+        np.testing.assert_array_equal(band, ref[key].astype(np.float32))
+    assert len(set(np.unique(ref["degradation"]).tolist()) - {CLASS_NODATA}) >= 2
+    with pytest.raises(ValueError, match="3 arrays"):
+        sr.scenarios_block(
+            cfg, grid, terrain, None, baseline, None, True, shared, out=(bands[0], bands[1])
+        )

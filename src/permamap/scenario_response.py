@@ -867,9 +867,9 @@ def scenarios_block(
     ``class``, ``stability`` and ``alt`` bands (needed for ``degradation`` in equilibrium);
     ``transient``: :class:`TransientInputs` when ``response.mode`` is ``transient``;
     ``forcing_of``: :func:`permamap.blocks.forcings` (built here when None); ``out``: (magt,
-    class) arrays of shape (n_scenarios x n_horizons, ny, nx) to fill instead of new ones (e.g.
-    float32 bands of a model stack; without degradation the equilibrium kernel writes into them
-    directly).
+    class) arrays, or with ``degradation`` (magt, class, degradation), of shape (n_scenarios x
+    n_horizons, ny, nx) to fill instead of new ones (e.g. float32 bands of a chunk's stack;
+    without degradation the equilibrium kernel writes into them directly).
 
     Equilibrium: MAGT and class from :func:`permamap.ground.compute_scenarios` (the fused
     kernel); the scenario active layer from the warmed climate with
@@ -909,11 +909,13 @@ def scenarios_block(
     shape = z.shape
     if out is None:
         magts, classes = np.empty((n, *shape), np.float32), np.empty((n, *shape), np.uint8)
+        degs = np.empty((n, *shape), np.uint8) if degradation else None
     else:
-        magts, classes = out
-        if magts.shape != (n, *shape) or classes.shape != (n, *shape):
-            raise ValueError(f"out: shapes {magts.shape}, {classes.shape}; need {(n, *shape)}")
-    degs = np.empty((n, *shape), np.uint8) if degradation else None
+        if len(out) != 2 + degradation:
+            raise ValueError(f"out: {2 + degradation} arrays (magt, class[, degradation])")
+        magts, classes, degs = (*out, None)[:3]
+        if any(a.shape != (n, *shape) for a in out):
+            raise ValueError(f"out: shapes {[a.shape for a in out]}; need {(n, *shape)}")
     i = 0
     runs = _scenario_runs(config, grid, surf_kw, forcing_of)
     if not is_transient:
