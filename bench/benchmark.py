@@ -229,15 +229,20 @@ def model_numpy(z, slope, solar, prm):
     return np.stack(magts), np.stack(classes)
 
 
-def model_numba_block(z, slope, aspect, solar, cfg, prm, forcing=None):
-    """The same model through permamap's fused numba kernel (ground.compute_scenarios):
-    (magt (h, w, k) float64, class (h, w, k) uint8), warmings last like the xarray version."""
+def model_numba_stack(t, cfg, prm, forcing=None):
+    """The same model through permamap's fused numba kernel (ground.compute_scenarios) on a
+    (4, h, w) terrain block: one (2k, h, w) float32 stack, the k warmings' MAGT then their
+    class codes, filled by the kernel in place (as blocks.model_block does)."""
 
     from permamap import climate, ground
 
     forcing = forcing if forcing is not None else climate.forcing_from_config(cfg)
-    m, c = ground.compute_scenarios(cfg, forcing, z, slope, aspect, prm["warmings"], solar=solar)
-    return np.moveaxis(m, 0, -1), np.moveaxis(c, 0, -1)
+    k = len(prm["warmings"])
+    out = np.empty((2 * k, *t.shape[1:]), np.float32)
+    ground.compute_scenarios(
+        cfg, forcing, t[0], t[1], t[2], prm["warmings"], solar=t[3], out=(out[:k], out[k:])
+    )
+    return out
 
 
 # =============================================================================================
@@ -434,9 +439,10 @@ def _model_input(spec):
 def stage_model(spec):
     """The per-pixel model (air temperature -> degree-days -> MAGT -> class, baseline + every
     scenario x horizon) over a band of the terrain stack: numba (permamap's fused kernel per
-    chunk through dask ``apply_gufunc``), plain NumPy (chunk loop, one thread), or xarray +
-    dask ``apply_ufunc`` of the NumPy version (the same dask structure as numba's: a function
-    per chunk returning MAGT float64 and class uint8 with the warmings last)."""
+    chunk through dask ``map_blocks``, filling one float32 stack per chunk as
+    ``blocks.model_stack`` does), plain NumPy (chunk loop, one thread), or xarray + dask
+    ``apply_ufunc`` of the NumPy version (a function per chunk returning MAGT float64 and class
+    uint8 with the warmings last). All three read the same float64 terrain chunks."""
     import dask.array as da
 
     from permamap import blocks, climate
@@ -457,25 +463,24 @@ def stage_model(spec):
         ]
     )
     model_numpy(tiny[0], tiny[1], tiny[3], prm)
-    model_numba_block(*tiny, cfg, prm, forcing)
+    model_numba_stack(tiny, cfg, prm, forcing)
     sample = None
     t0 = time.perf_counter()
     if impl == "numba":
-
-        def f(zb, sb, ab, sib):
-            return model_numba_block(zb, sb, ab, sib, cfg, prm, forcing)
-
-        m, cl = da.apply_gufunc(
-            f,
-            "(),(),(),()->(k),(k)",
-            *(t[i] for i in range(4)),
-            output_dtypes=(np.float64, np.uint8),
-            output_sizes={"k": k},
+        # as blocks.model_stack: one task per chunk of the terrain stack fills a (2k, rows,
+        # cols) float32 stack (k MAGT bands, then k class codes) in place
+        m = t.map_blocks(
+            model_numba_stack,
+            cfg,
+            prm,
+            forcing,
+            chunks=((2 * k,), *t.chunks[1:]),
+            dtype=np.float32,
+            meta=np.empty((0, 0, 0), np.float32),
         )
         with blocks.scheduler(spec["threads"]):
-            da.store([m, cl], [NullTarget(), NullTarget()], lock=False)
-            mm, cc = m[:64, :64].compute(), cl[:64, :64].compute()
-        sample = np.concatenate([np.moveaxis(mm, -1, 0), np.moveaxis(cc, -1, 0)]).astype(np.float32)
+            da.store([m], [NullTarget()], lock=False)
+            sample = m[:, :64, :64].compute()
     elif impl == "numpy":
         c = spec["chunk"]
         for r0 in range(0, t.shape[1], c):
@@ -910,8 +915,9 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--model-rows",
         type=int,
-        default=1024,
-        help="rows of the DEM used for the per-pixel model comparisons (NumPy is slow)",
+        default=2048,
+        help="rows of the DEM used for the per-pixel model comparisons (NumPy is slow; "
+        "2048 rows of 8192 px: the numba stage lasts about 0.5 s, long enough to time)",
     )
     ap.add_argument("--no-scaling", action="store_true", help="skip the 4x-area run at N/2")
     ap.add_argument(
