@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -42,9 +44,13 @@ def tif_bytes(tmp_path):
 
 
 def leftovers(cache: Path, keep=()) -> list[str]:
-    """Files in the cache other than the manifest, its lock and ``keep``."""
+    """Files in the cache other than the manifest, the locks and ``keep``."""
     skip = {"manifest.json", "manifest.json.lock", *keep}
-    return sorted(p.name for p in cache.rglob("*") if p.is_file() and p.name not in skip)
+    return sorted(
+        p.name
+        for p in cache.rglob("*")
+        if p.is_file() and p.name not in skip and p.parent.name != ".locks"
+    )
 
 
 def val(path):
@@ -63,6 +69,28 @@ def test_download_records_manifest_and_reuses(server, settings, tif_bytes):
     fetch(url, dest, dataset="Test", settings=settings, validate=val)
     assert len(server.hits("/d/a.tif")) == 1  # reused, not downloaded again
     assert leftovers(Path(settings["cache_dir"]), keep={"a.tif"}) == []
+
+
+def test_concurrent_jobs_download_a_shared_file_once(server, settings, tif_bytes):
+    """Two processes (e.g. two CMIP6 delta jobs, both reading the WorldClim baseline) fetch the
+    same file at once: the first downloads it (its answer is slowed down so the two overlap),
+    the second waits for the file's lock and reuses it; one request, both get the file."""
+    url = server.add("/d/shared.tif", tif_bytes)
+    server.fault("/d/shared.tif", ("slow", 1.0))
+    dest = Path(settings["cache_dir"]) / "ds" / "shared.tif"
+    code = (
+        "import json, sys\n"
+        "from permamap.download import fetch, validate_raster\n"
+        "fetch(sys.argv[1], sys.argv[2], dataset='Test', settings=json.loads(sys.argv[3]),\n"
+        "      validate=validate_raster)\n"
+    )
+    args = [sys.executable, "-c", code, url, str(dest), json.dumps(settings)]
+    procs = [subprocess.Popen(args, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errs = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    assert len(server.hits("/d/shared.tif")) == 1
+    assert dest.read_bytes() == tif_bytes
+    assert leftovers(Path(settings["cache_dir"]), keep={"shared.tif"}) == []
 
 
 def test_mirror_rewrite_and_canonical_url_in_manifest(server, settings, tif_bytes):
@@ -186,8 +214,13 @@ def test_auth_error_names_what_is_needed(server, settings):
     server.fault("/a.tif", ("status", 401))
     dest = Path(settings["cache_dir"]) / "a.tif"
     with pytest.raises(DownloadError, match=r"HTTP 401.*needs a CDS account \(CDSAPI_KEY\)"):
-        fetch(server.url + "/a.tif", dest, dataset="ERA5", settings=settings,
-              auth_hint="a CDS account (CDSAPI_KEY)")
+        fetch(
+            server.url + "/a.tif",
+            dest,
+            dataset="ERA5",
+            settings=settings,
+            auth_hint="a CDS account (CDSAPI_KEY)",
+        )
     server.fault("/a.tif", ("status", 403))
     with pytest.raises(DownloadError, match=r"HTTP 403.*~/.netrc.*download.auth"):
         fetch(server.url + "/a.tif", dest, dataset="X", settings=settings)
@@ -305,8 +338,13 @@ def test_offline_missing_file_is_one_clear_error(server, settings):
     settings["offline"] = True
     dest = Path(settings["cache_dir"]) / "a.tif"
     with pytest.raises(DownloadError) as info:
-        fetch(url, dest, dataset="CHELSA tas", settings=settings,
-              hint="run `snakemake retrieve_climate` with internet")
+        fetch(
+            url,
+            dest,
+            dataset="CHELSA tas",
+            settings=settings,
+            hint="run `snakemake retrieve_climate` with internet",
+        )
     msg = str(info.value)
     for part in ("CHELSA tas", str(dest), url, "offline", "retrieve_climate"):
         assert part in msg
@@ -367,8 +405,9 @@ def test_unknown_setting_is_rejected(settings):
 
 def test_validate_raster_checks(tmp_path):
     good = write_tif(tmp_path / "g.tif", np.ones((4, 4), "float32"), from_origin(101, 37, 0.1, 0.1))
-    validate_raster(good, expect_crs="EPSG:4326", bounds=(101.1, 36.7, 101.2, 36.8),
-                    dtype="float32", count=1)
+    validate_raster(
+        good, expect_crs="EPSG:4326", bounds=(101.1, 36.7, 101.2, 36.8), dtype="float32", count=1
+    )
     with pytest.raises(InputDataError, match="does not overlap the bbox"):
         validate_raster(good, bounds=(10, 10, 11, 11))
     with pytest.raises(InputDataError, match="CRS is EPSG:4326, expected EPSG:3995"):
@@ -377,8 +416,9 @@ def test_validate_raster_checks(tmp_path):
         validate_raster(good, dtype="uint8")
     with pytest.raises(InputDataError, match="1 band"):
         validate_raster(good, count=12)
-    nocrs = write_tif(tmp_path / "n.tif", np.ones((4, 4), "float32"),
-                      from_origin(101, 37, 0.1, 0.1), crs=None)
+    nocrs = write_tif(
+        tmp_path / "n.tif", np.ones((4, 4), "float32"), from_origin(101, 37, 0.1, 0.1), crs=None
+    )
     with pytest.raises(InputDataError, match="n.tif: raster has no CRS"):
         validate_raster(nocrs)
     junk = tmp_path / "j.tif"

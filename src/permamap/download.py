@@ -24,6 +24,11 @@ What it does, in order, for ``fetch(url, dest, dataset=..., settings=...)``:
    against the manifest, then moved into place with :func:`os.replace`; the manifest is updated
    atomically under a file lock.
 
+All of this runs under a lock per destination file (``flock``, beside the manifest): jobs that
+need the same file at the same time (every CMIP6 delta job reads the WorldClim baseline, on a
+laptop or as concurrent SLURM jobs on a shared file system with working ``flock``) take turns;
+the first downloads it, the others find it in the manifest and reuse it.
+
 Errors a user can act on are :class:`~permamap.errors.DownloadError` with one readable line:
 404 (:class:`NotFound`, naming dataset and URL), 401/403 (naming the account or environment
 variable needed), a corrupt or invalid file (removed, retried once, then reported), disk full,
@@ -35,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -146,17 +152,31 @@ def _manifest_key(dest: Path, settings: Mapping[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def _manifest_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _file_lock(lock_path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``lock_path`` (created if needed), across processes."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
     if fcntl is None:  # pragma: no cover
         yield
         return
-    with open(str(path) + ".lock", "a") as fh:
+    with open(lock_path, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _manifest_lock(path: Path):
+    return _file_lock(Path(str(path) + ".lock"))
+
+
+def _dest_lock(settings: Mapping[str, Any], key: str):
+    """The lock of one destination file (its manifest ``key``): jobs of a workflow that need the
+    same file at the same time (e.g. every CMIP6 delta job reads the WorldClim baseline) take
+    turns, so one downloads it and the others find it done. The lock files sit beside the
+    manifest (``.locks/``), not beside the data."""
+    name = hashlib.sha1(key.encode()).hexdigest()[:20] + ".lock"
+    return _file_lock(Path(settings["manifest"]).parent / ".locks" / name)
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
@@ -477,10 +497,7 @@ def _content_range(value: str) -> tuple[int, int | None]:
 
 
 def _stream(resp, part, mode, offset, total, dataset, dest, shown_url, settings) -> None:
-    show = (
-        settings["progress"]
-        and (total is None or total > settings["progress_min_mb"] * 1e6)
-    )
+    show = settings["progress"] and (total is None or total > settings["progress_min_mb"] * 1e6)
     bar = tqdm(
         total=total,
         initial=offset,
@@ -544,9 +561,15 @@ def fetch(
     """
     settings = resolve_settings(settings)
     dest = Path(dest)
+    key = _manifest_key(dest, settings)
+    with _dest_lock(settings, key):
+        return _fetch(url, dest, key, dataset, settings, validate, hint, auth_hint, missing_ok)
+
+
+def _fetch(url, dest, key, dataset, settings, validate, hint, auth_hint, missing_ok):
+    """:func:`fetch` while holding the lock of ``dest``."""
     real_url = apply_mirror(url, settings["mirrors"])
     shown = url if real_url == url else f"{real_url} (mirror of {url})"
-    key = _manifest_key(dest, settings)
     manifest_path = Path(settings["manifest"])
     pinned = _read_manifest(manifest_path).get(key)
     if pinned is not None and pinned.get("url") != url:
@@ -590,8 +613,14 @@ def fetch(
     while True:
         try:
             _download(
-                real_url, shown, dest, part, sidecar,
-                dataset=dataset, settings=settings, auth_hint=auth_hint,
+                real_url,
+                shown,
+                dest,
+                part,
+                sidecar,
+                dataset=dataset,
+                settings=settings,
+                auth_hint=auth_hint,
             )
         except NotFound:
             _remove(part, sidecar)
