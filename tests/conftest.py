@@ -100,3 +100,15 @@ def tiny_run(tmp_path_factory) -> dict:
     return dict(
         work=work, out=work / "results" / cfg["run"], cfg=prepare(cfg), cmd=[SNAKEMAKE, *args]
     )
+
+
+def requires_gdal_tool(tool: str, also_covered_by: str):
+    """Skip a cross-check that runs one of GDAL's command-line tools when it is not on PATH
+    (``make setup`` installs Debian's gdal-bin when run as root with apt); ``also_covered_by``
+    says what else in the suite checks the same thing."""
+    return pytest.mark.skipif(
+        shutil.which(tool) is None,
+        reason=f"cross-check against GDAL's {tool}, which is not on PATH: `make setup` installs "
+        "Debian's gdal-bin when run as root with apt, else apt-get install "
+        f"--no-install-recommends gdal-bin ({also_covered_by})",
+    )

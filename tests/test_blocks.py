@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import math
-import shutil
 import subprocess
 
 import dask.array as da
@@ -24,7 +23,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from conftest import tiny_raw_config
+from conftest import requires_gdal_tool, tiny_raw_config
 
 from permamap import blocks, steps
 from permamap.config import prepare
@@ -238,11 +237,8 @@ def _gdaldem(tmp_path, z, dx, dy):
     return out
 
 
-@pytest.mark.skipif(
-    shutil.which("gdaldem") is None,
-    reason="cross-check against GDAL's gdaldem, which is not on PATH: `make setup` installs "
-    "Debian's gdal-bin when run as root with apt, else apt-get install --no-install-recommends "
-    "gdal-bin (the Horn kernel is also tested against analytic planes and libm here)",
+@requires_gdal_tool(
+    "gdaldem", "the Horn kernel is also tested against analytic planes and libm here"
 )
 def test_slope_aspect_match_gdaldem_on_projected_grid(tmp_path):
     """Horn (1981) slope and aspect vs GDAL's ``gdaldem`` on a projected (UTM 47N) DEM.

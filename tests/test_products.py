@@ -8,13 +8,13 @@ physical MAGT x is rint(x / 0.01) by definition, so a value read back is within 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import dask.array as da
 import numpy as np
 import pytest
 import rasterio
+from conftest import requires_gdal_tool
 
 from permamap import blocks
 from permamap.grid import Grid
@@ -134,11 +134,8 @@ def test_chunked_writer_round_trip_and_metadata(tmp_path):
         np.testing.assert_array_equal(w.read(1), raw)
 
 
-@pytest.mark.skipif(
-    shutil.which("gdalinfo") is None,
-    reason="GDAL's gdalinfo is not on PATH: `make setup` installs Debian's gdal-bin when run as "
-    "root with apt, else apt-get install --no-install-recommends gdal-bin (the scale and offset "
-    "are also checked through rasterio's src.scales/src.offsets in this file)",
+@requires_gdal_tool(
+    "gdalinfo", "the scale and offset are also checked through rasterio's src.scales/src.offsets"
 )
 def test_gdalinfo_shows_the_scale(tmp_path):
     _write_chunked(tmp_path / "m.tif", _field())
@@ -252,11 +249,8 @@ def test_encode_refuses_an_unscaled_product():
         encode(PRODUCTS["alt"], np.zeros(3))
 
 
-@pytest.mark.skipif(
-    shutil.which("gdal_translate") is None,
-    reason="GDAL's gdal_translate is not on PATH: `make setup` installs Debian's gdal-bin when "
-    "run as root with apt, else apt-get install --no-install-recommends gdal-bin (read_physical "
-    "is also checked against the encoded values by hand in this file)",
+@requires_gdal_tool(
+    "gdal_translate", "read_physical is also checked against the encoded values by hand"
 )
 def test_gdal_unscale_gives_the_physical_values(tmp_path):
     """An independent reader of the metadata: GDAL's own ``gdal_translate -unscale``

@@ -773,17 +773,16 @@ def test_scenario_tiles_do_not_depend_on_the_chunking(tmp_path, mode):
     assert 4 in codes and len(codes) >= 2  # thawed pixels and at least one other class
 
 
-def test_fused_scenario_call_equals_one_call_per_scenario():
-    """scenarios_block serves scenarios with the same forcing, ground parameters and uniform
-    warmings from one fused kernel call (blocks.forcings shares the forcing object); without
-    shared forcings every scenario gets its own call. Same bits either way, and a scenario
-    with its own ground parameters is never fused into the others' call."""
+def _four_scenarios():
+    """A 14 x 12 px one-tile block with 4 scenarios x 2 horizons: a and b share forcing and
+    ground parameters (one fused kernel call), c has its own n_thawing, d follows c. Returns
+    (terrain, raw config, config, block grid, blocks.forcings)."""
     from rasterio.windows import Window
 
     from permamap import blocks
 
     terrain, _ = _landscape(5, 12, 14)
-    raw = _raw((101.0, 36.88, 101.14, 37.0))  # 14 x 12 px, one tile
+    raw = _raw((101.0, 36.88, 101.14, 37.0))
     raw["horizons"] = [2050, 2100]
     raw["scenarios"] = {
         "a": {"trend_c_per_decade": 0.4},
@@ -793,7 +792,16 @@ def test_fused_scenario_call_equals_one_call_per_scenario():
     }
     cfg = prepare(raw)
     grid = Grid.from_config(cfg).subgrid(Window(0, 0, 14, 12))
-    shared = blocks.forcings(cfg)
+    return terrain, raw, cfg, grid, blocks.forcings(cfg)
+
+
+def test_fused_scenario_call_equals_one_call_per_scenario():
+    """scenarios_block serves scenarios with the same forcing, ground parameters and uniform
+    warmings from one fused kernel call (blocks.forcings shares the forcing object); without
+    shared forcings every scenario gets its own call. Same bits either way, and a scenario
+    with its own ground parameters is never fused into the others' call."""
+
+    terrain, raw, cfg, grid, shared = _four_scenarios()
     runs = sr._scenario_runs(cfg, grid, {}, shared)
     assert [names for names, *_ in sr._fused_runs(runs)] == [["a", "b"], ["c"], ["d"]]
     fused = sr.scenarios_block(cfg, grid, terrain, forcing_of=shared)
@@ -815,22 +823,9 @@ def test_scenarios_block_fills_given_float32_bands_with_the_same_values():
     into the given bands (float32, as the model stack holds them): the same values as the
     arrays scenarios_block makes itself (MAGT float32, class uint8), every band written; with
     degradation (blocks.scenarios_tile) the three bands likewise."""
-    from rasterio.windows import Window
-
     from permamap import blocks
 
-    terrain, _ = _landscape(5, 12, 14)
-    raw = _raw((101.0, 36.88, 101.14, 37.0))
-    raw["horizons"] = [2050, 2100]
-    raw["scenarios"] = {
-        "a": {"trend_c_per_decade": 0.4},
-        "b": {"trend_c_per_decade": 1.2},
-        "c": {"trend_c_per_decade": 0.8, "overrides": {"ground": {"ttop": {"n_thawing": 1.3}}}},
-        "d": {"trend_c_per_decade": 0.2},
-    }
-    cfg = prepare(raw)
-    grid = Grid.from_config(cfg).subgrid(Window(0, 0, 14, 12))
-    shared = blocks.forcings(cfg)
+    terrain, _, cfg, grid, shared = _four_scenarios()
     ref = sr.scenarios_block(cfg, grid, terrain, forcing_of=shared)
     bands = np.full((2, 8, 12, 14), 7.5, np.float32)  # not a value the model gives
     got = sr.scenarios_block(cfg, grid, terrain, forcing_of=shared, out=(bands[0], bands[1]))
