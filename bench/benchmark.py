@@ -728,6 +728,18 @@ def stage_tile_job(spec):
     return {"seconds": time.perf_counter() - t0}
 
 
+def tile_job_request_mb(job: str, n: int, args) -> int:
+    """``mem_mb`` (attempt 1) the workflow's rule asks for this tile job on the benchmark DEM as
+    one tile, with the benchmark's chunks and threads (``blocks.job_mem_mb``, as
+    ``workflow/rules/common.smk`` computes it)."""
+    from permamap import blocks
+
+    cfg = _tile_config(n)
+    opts = blocks.options_from_config(cfg, threads=args.threads, chunk_px=args.chunk)
+    per_px = blocks.job_bytes_per_px(job, len(cfg["scenarios"]), len(cfg["horizons"]))
+    return blocks.job_mem_mb(per_px, 1, tile_px=cfg["tiles"]["size_px"], opts=opts)
+
+
 STAGES = {
     "make_dem": lambda spec: stage_make_dem(spec),
     "copies": lambda spec: stage_copies(spec),
@@ -958,6 +970,7 @@ def main(argv=None) -> None:
     mp = n * n / 1e6
     has_gdal = shutil.which("gdaldem") is not None
     rows: list[tuple[str, float, float, float]] = []  # name, seconds, MP, rss
+    mem_requests: dict[str, tuple[float, int]] = {}  # tile job: (peak MB, request MB)
 
     def add(name, res, megapixels=mp):
         rows.append((name, res["seconds"], megapixels, res["rss_mb"]))
@@ -1071,7 +1084,7 @@ def main(argv=None) -> None:
         # the workflow's own per-tile jobs (files between the stages, the Monte Carlo
         # probability in the ground job, degradation classes in the scenario job)
         for job in TILE_JOBS:
-            add(
+            res = add(
                 f"workflow tile job: {job}",
                 best_of(
                     args.repeat,
@@ -1080,6 +1093,8 @@ def main(argv=None) -> None:
                     dict(spec, job=job, out=str(work / "tile_jobs")),
                 ),
             )
+            mem_requests[job] = (res["rss_mb"], tile_job_request_mb(job, n, args))
+            print(f"    the rule's mem_mb request (attempt 1): {mem_requests[job][1]} MB")
     if not args.no_scaling and not args.dem:
         n2 = n // 2
         dem2 = work / f"dem_{n2}.tif"
@@ -1097,7 +1112,7 @@ def main(argv=None) -> None:
         )
     else:
         small = None
-    _summary(rows, base, e2e, small, has_gdal, args)
+    _summary(rows, base, e2e, small, has_gdal, args, mem_requests)
 
 
 def _rate(rows, name):
@@ -1107,7 +1122,7 @@ def _rate(rows, name):
     return None, None
 
 
-def _summary(rows, base, e2e, small, has_gdal, args):
+def _summary(rows, base, e2e, small, has_gdal, args, mem_requests=None):
     print("\nratios (targets of issue 7):")
 
     def line(text, value, target=None, higher=True):
@@ -1170,6 +1185,10 @@ def _summary(rows, base, e2e, small, has_gdal, args):
     if small:
         line("4x area: wall time ratio", e_row[1] / small["seconds"], 4.5, higher=False)
         line("4x area: peak memory ratio", e_row[3] / small["rss_mb"], 1.2, higher=False)
+    if mem_requests:
+        worst = max(mem_requests, key=lambda j: mem_requests[j][0] / mem_requests[j][1])
+        peak, req = mem_requests[worst]
+        line(f"tile job peak / the rule's mem_mb request (worst: {worst})", peak / req, 1, False)
     print(f"  (baseline child: {base['rss_mb']:.0f} MB resident before any work)")
 
 

@@ -53,4 +53,8 @@ def test_benchmark_runs_every_stage_and_its_model_versions_agree(tmp_path):
     for _, dmagt, mismatches, total in found:
         assert float(dmagt) < 1e-5 and int(mismatches) == 0 and int(total) == 10 * 64 * 64
     assert "ratios (targets of issue 7):" in out
+    # every tile job's peak is printed beside the memory its rule asks for
+    requests = re.findall(r"the rule's mem_mb request \(attempt 1\): (\d+) MB", out)
+    assert len(requests) == 4 and all(int(r) > 400 for r in requests), requests
+    assert re.search(r"tile job peak / the rule's mem_mb request .*  MET$", out, re.M)
     assert (tmp_path / "e2e" / "scen_magt.tif").exists()

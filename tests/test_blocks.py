@@ -382,6 +382,30 @@ def test_float_predictor_of_the_tile_files(tmp_path, raw_config):
         prepare(raw)
 
 
+def test_job_memory_request_follows_chunks_not_tiles():
+    """blocks.job_mem_mb: a chunked job asks for base + GDAL cache + (threads + 2) chunks of
+    bytes, whatever the tile; a whole-tile job (tile_dem, backend numpy) for its tile."""
+    dask_opts = blocks.Options(chunk_px=512, threads=2, gdal_cache_mb=128)
+    per_px = 100
+    # 4 chunks of 512 x 512 px x 100 B = 104.8576 MB in flight, + 400 base + 128 cache
+    for tile_px in (1800, 8190, 30000):
+        assert blocks.job_mem_mb(per_px, 1, tile_px=tile_px, opts=dask_opts) == 632
+    # a retry doubles the part in flight
+    assert blocks.job_mem_mb(per_px, 2, tile_px=8190, opts=dask_opts) == 400 + 128 + 209
+    # a tile smaller than the chunks in flight: the tile with its halo bounds it
+    assert blocks.job_mem_mb(per_px, 1, tile_px=98, opts=dask_opts) == 400 + 128 + 1
+    # whole tile in memory: grows with the tile's area
+    numpy_opts = blocks.Options(backend="numpy")
+    small, big = (blocks.job_mem_mb(per_px, 1, tile_px=t, opts=numpy_opts) for t in (998, 1998))
+    assert (small, big) == (400 + 100, 400 + 400)
+    assert blocks.job_mem_mb(per_px, 1, tile_px=998, opts=None) == small
+    # the scenario job holds more per pixel with more scenarios, horizons and gridded inputs
+    b = blocks.job_bytes_per_px
+    assert b("scenarios", 3, 3) < b("scenarios", 3, 4) < b("scenarios", 3, 4, gridded=True)
+    assert b("scenarios", 3, 4, gridded=True) < b("scenarios", 3, 4, gridded=True, cmip6=True)
+    assert b("terrain", 3, 4, gridded=True) == b("terrain")
+
+
 def test_halo_chunks():
     assert blocks.output_chunks(10, 4) == (4, 4, 2)
     assert blocks.halo_chunks(10, 4) == (5, 4, 3)  # 12 cells with the halo

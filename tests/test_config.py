@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from permamap.config import load, prepare, scenario_config, scenario_warming_c
+from permamap.config import deep_merge, load, prepare, scenario_config, scenario_warming_c
 from permamap.errors import ConfigError
 
 
@@ -15,12 +15,18 @@ def test_default_config_is_valid_and_filled(config):
     assert len(config["scenarios"]) >= 3 and len(config["horizons"]) >= 3
 
 
+#: Shipped overlays: the config each is given after (``--configfile base overlay``).
+OVERLAYS = {"plateau_margin.yaml": "xining.yaml"}
+
+
 def test_every_shipped_config_is_valid(repo):
     for path in sorted((repo / "config").glob("*.yaml")):
         raw = yaml.safe_load(path.read_text())
-        if "region" not in raw:  # a partial override file (e.g. scenarios only)
-            continue
-        load(path)
+        if path.name in OVERLAYS:
+            base = yaml.safe_load((repo / "config" / OVERLAYS[path.name]).read_text())
+            prepare(deep_merge(base, raw), source=f"{OVERLAYS[path.name]} + {path.name}")
+        elif "region" in raw:  # not a partial override file (e.g. scenarios only)
+            load(path)
 
 
 def test_trend_scenario_warming(config):

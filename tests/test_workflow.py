@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
-from conftest import SNAKEMAKE, TINY_BBOX, copy_workflow
+from conftest import SNAKEMAKE, TINY_BBOX, copy_workflow, snakemake
 from pyproj import Geod
 from rio_cogeo.cogeo import cog_validate
 
@@ -32,6 +32,57 @@ def test_dry_run_lists_one_job_per_tile_and_stage(tmp_path):
         counts = [line.split() for line in out.splitlines() if line.strip().startswith(rule + " ")]
         assert counts and counts[0][1] == "4", (rule, counts)
     assert any(line.split()[:2] == ["mosaic_scenario", "9"] for line in out.splitlines())
+
+
+def _dry_run_jobs(work, *configfiles) -> dict[str, list[dict]]:
+    """{rule: [resources of each job]} of ``snakemake -n`` with the given config files."""
+    proc = snakemake(work, "-n", "-F", "--cores", "2", "--configfile", *configfiles)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs, rule = {}, None
+    for line in (proc.stdout + proc.stderr).splitlines():
+        s = line.strip()
+        if s.startswith(("rule ", "localrule ")) and s.endswith(":"):
+            rule = s.split()[1].rstrip(":")
+            jobs.setdefault(rule, [])
+        elif s.startswith("resources:") and rule:
+            res = dict(
+                kv.split("=", 1) for kv in s[len("resources:") :].replace(" ", "").split(",")
+            )
+            jobs[rule].append(res)
+            rule = None
+    return jobs
+
+
+def test_plateau_margin_dag_stays_small_and_tile_jobs_ask_for_chunk_memory(tmp_path):
+    """Issue 7: the plateau-margin config (8 x 7 degrees at 30 m, 3 scenarios x 4 horizons) stays
+    below a few thousand jobs (Snakemake needs about 1 ms per job to build the DAG), and a tile
+    job's memory request does not grow with the tile (the tiles are processed in chunks): the
+    same region in 4,000-pixel tiles asks for the same per job."""
+    copy_workflow(tmp_path)
+    base = ["config/xining.yaml", "config/plateau_margin.yaml"]
+    jobs = _dry_run_jobs(tmp_path, *base)
+    counts = {r: len(v) for r, v in jobs.items()}
+    # 28,800 x 25,200 px in 1,800 px tiles: 16 x 14 = 224 tiles, one job per tile and stage
+    for rule in ("tile_dem", "terrain", "climate", "ground", "scenarios"):
+        assert counts.get(rule, 0) + counts.get(f"{rule}_retrieved", 0) == 224, (rule, counts)
+    assert counts["mosaic_scenario"] == 12  # 3 scenarios x 4 horizons, one mosaic job each
+    assert sum(counts.values()) < 2000, counts
+
+    big = tmp_path / "big_tiles.yaml"
+    big.write_text("tiles:\n  size_px: 4000\n")
+    jobs_big = _dry_run_jobs(tmp_path, *base, str(big))
+    assert len(jobs_big["scenarios_retrieved"]) == 8 * 7  # 8 x 7 tiles of 4,000 px
+    for rule in ("terrain", "climate_retrieved", "ground_retrieved", "scenarios_retrieved"):
+        mem = {int(r["mem_mb"]) for r in jobs[rule]}
+        mem_big = {int(r["mem_mb"]) for r in jobs_big[rule]}
+        assert len(mem) == 1 and mem == mem_big, (rule, mem, mem_big)
+        # and within a compute node's share: 2 threads' chunks, not a 1,800 x 1,800 tile of
+        # 13 scenario x horizon fields (that alone would be 3.2 MP x 500+ B = 1.7 GB)
+        assert mem.pop() < 1600, rule
+    # the tile cut holds its tile whole: its request grows with the tile
+    assert int(jobs_big["tile_dem_retrieved"][0]["mem_mb"]) > int(
+        jobs["tile_dem_retrieved"][0]["mem_mb"]
+    )
 
 
 def test_lint_is_clean(repo):

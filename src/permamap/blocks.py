@@ -130,21 +130,66 @@ def options_from_config(config: dict, threads: int | None = None, **overrides) -
     return Options(**opts)
 
 
+#: Memory held per pixel by one task of a tile job (all arrays it holds at once, bytes), by
+#: stage; the terms ``gridded`` (12 monthly float64 fields + their elevation of a gridded
+#: climate, ``climate.source`` worldclim or chelsa) and ``cmip6`` (one scenario's monthly
+#: float64 delta fields per horizon) apply when the job reads those rasters.
+#: ``tile_dem`` cuts its tile whole (not chunked).
+JOB_BYTES_PER_PX = {
+    "tile_dem": 8,
+    "terrain": 40,
+    "climate": 60,
+    "ground": 80,
+    # terrain + climate + baseline, the fields of one scenario per horizon, the outputs
+    "scenarios": 120,
+    "scenarios_per_horizon": 40,
+    "scenarios_per_pair": 13,
+    "gridded": 104,
+    "cmip6_per_horizon": 96,
+}
+#: Stages that process their tile in chunks (:func:`job_mem_mb`).
+CHUNKED_JOBS = ("terrain", "climate", "ground", "scenarios")
+
+
+def job_bytes_per_px(
+    stage: str, n_scenarios: int = 0, n_horizons: int = 0, gridded=False, cmip6=False
+) -> int:
+    """Bytes per pixel a task of tile job ``stage`` holds (:data:`JOB_BYTES_PER_PX`)."""
+    b = JOB_BYTES_PER_PX
+    n = b[stage]
+    if stage == "scenarios":
+        n += b["scenarios_per_horizon"] * n_horizons
+        n += b["scenarios_per_pair"] * n_scenarios * n_horizons
+        n += b["cmip6_per_horizon"] * n_horizons if cmip6 else 0
+    if gridded and stage in ("climate", "ground", "scenarios"):
+        n += b["gridded"]
+    return n
+
+
 def job_mem_mb(
-    chunk_px: int,
-    threads: int,
     bytes_per_px: float,
     attempt: int = 1,
-    gdal_cache_mb: int = DEFAULT_GDAL_CACHE_MB,
+    *,
+    tile_px: int,
+    opts: Options | None = None,
     base_mb: int = 400,
 ) -> int:
-    """Memory request (MB) of a chunked tile job, independent of the tile size.
+    """Memory request (MB) of a tile job (the rules' ``resources: mem_mb``).
 
-    base (interpreter, numba, GDAL) + GDAL block cache + (threads + 2) chunks in flight x
-    ``bytes_per_px`` (all arrays a chunk task holds at once), times ``attempt`` for the part
-    that scales with chunks (a retry gets more)."""
-    in_flight = (threads + 2) * chunk_px * chunk_px * bytes_per_px / 1e6
-    return int(base_mb + gdal_cache_mb + in_flight * attempt)
+    * Chunked (``opts`` given, ``backend: dask``): base (interpreter, numba, GDAL) + GDAL block
+      cache + ``bytes_per_px`` x the pixels in flight, (threads + 2) chunks of ``chunk_px``^2
+      but never more than the tile with its halo. It does not grow with the tile: a
+      plateau-wide run of 8192-pixel tiles asks for what a 900-pixel one does.
+    * Whole tile (``opts`` None, or ``backend: numpy``): base + ``bytes_per_px`` x the tile
+      with its halo.
+
+    The part that scales with pixels is multiplied by the retry ``attempt`` (a job that ran out
+    of memory is resubmitted with more)."""
+    tile = (tile_px + 2 * HALO_PX) ** 2
+    if opts is not None and opts.backend == "dask":
+        px = min(tile, (opts.threads + 2) * opts.chunk_px**2)
+        return int(base_mb + opts.gdal_cache_mb + px * bytes_per_px / 1e6 * attempt)
+    return int(base_mb + tile * bytes_per_px / 1e6 * attempt)
 
 
 @contextlib.contextmanager

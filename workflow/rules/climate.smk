@@ -14,7 +14,7 @@ rule climate:
         step="climate",
     threads: THREADS
     resources:
-        mem_mb=tile_mem_mb(60),
+        mem_mb=tile_mem_mb("climate"),
         runtime=20,
     conda:
         ENV

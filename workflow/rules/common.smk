@@ -2,6 +2,7 @@
 # tile list and path helpers shared by every rule file.
 import sys
 
+from permamap import blocks as pm_blocks
 from permamap import config as pm_config
 from permamap.errors import ConfigError
 from permamap.grid import TILE_ID_REGEX, Grid
@@ -22,6 +23,7 @@ TILE_PX = config["tiles"]["size_px"]
 TILES = [t.id for t in Grid.from_config(config).tiles(TILE_PX)]
 SCENARIOS = list(config["scenarios"])
 HORIZONS = [str(h) for h in config["horizons"]]
+BLOCK_OPTIONS = pm_blocks.options_from_config(config)
 THREADS = config["compute"]["threads"]
 ENV = "../../envs/permamap.yaml"
 STEP = "../scripts/run_step.py"
@@ -35,11 +37,17 @@ wildcard_constraints:
     horizon=r"\d{4}",
 
 
-def tile_mem_mb(bytes_per_px):
-    """Memory request growing with tile size and with the retry attempt."""
+def tile_mem_mb(stage, **terms):
+    """``mem_mb`` of a per-tile job (permamap.blocks.job_mem_mb): for the chunked stages set by
+    blocks.chunk_px and compute.threads, not by the tile size; growing with the retry attempt.
+    ``terms``: gridded / cmip6 (permamap.blocks.job_bytes_per_px)."""
+    bytes_per_px = pm_blocks.job_bytes_per_px(
+        stage, len(SCENARIOS), len(HORIZONS), **terms
+    )
+    opts = BLOCK_OPTIONS if stage in pm_blocks.CHUNKED_JOBS else None
 
     def mem(wildcards, attempt):
-        return int(400 + TILE_PX * TILE_PX * bytes_per_px / 1e6 * attempt)
+        return pm_blocks.job_mem_mb(bytes_per_px, attempt, tile_px=TILE_PX, opts=opts)
 
     return mem
 

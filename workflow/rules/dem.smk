@@ -31,7 +31,7 @@ rule tile_dem:
         step="tile_dem",
     threads: 1
     resources:
-        mem_mb=tile_mem_mb(8),
+        mem_mb=tile_mem_mb("tile_dem"),
         runtime=10,
     conda:
         ENV

@@ -27,7 +27,7 @@ rule ground:
         step="ground",
     threads: THREADS
     resources:
-        mem_mb=tile_mem_mb(80),
+        mem_mb=tile_mem_mb("ground"),
         runtime=20,
     conda:
         ENV

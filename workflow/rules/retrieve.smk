@@ -92,14 +92,14 @@ if RETRIEVE["climate"]:
         script:
             STEP
 
-    # 12 monthly float64 fields + their elevation on the tile: 104 bytes per pixel more.
+    # 12 monthly float64 fields + their elevation per pixel more (blocks.JOB_BYTES_PER_PX).
     use rule climate as climate_retrieved with:
         input:
             **pm_retrieve.plain_inputs(rules.climate, forcing=RETRIEVED_CLIMATE),
         group:
             TILE_GROUP
         resources:
-            mem_mb=tile_mem_mb(60 + 104),
+            mem_mb=tile_mem_mb("climate", gridded=True),
             runtime=20,
 
     ruleorder: climate_retrieved > climate
@@ -110,7 +110,7 @@ if RETRIEVE["climate"]:
         group:
             TILE_GROUP
         resources:
-            mem_mb=tile_mem_mb(80 + 104),
+            mem_mb=tile_mem_mb("ground", gridded=True),
             runtime=20,
 
     ruleorder: ground_retrieved > ground
@@ -142,14 +142,11 @@ if RETRIEVE["cmip6"]:
 
 if RETRIEVE["cmip6"] or RETRIEVE["climate"]:
     _SCENARIO_EXTRA = {}
-    _SCENARIO_BYTES = 40 + 13 * len(SCENARIOS) * len(HORIZONS)
     if RETRIEVE["climate"]:
         _SCENARIO_EXTRA["forcing"] = RETRIEVED_CLIMATE
-        _SCENARIO_BYTES += 104
     if RETRIEVE["cmip6"]:
-        # one scenario's (horizons, 12, ny, nx) float64 delta fields at a time
+        # one scenario's (horizons, 12, rows, cols) float64 delta fields at a time
         _SCENARIO_EXTRA["deltas"] = list(RETRIEVE["cmip6"].values())
-        _SCENARIO_BYTES += 96 * len(HORIZONS)
 
     use rule scenarios as scenarios_retrieved with:
         input:
@@ -157,7 +154,9 @@ if RETRIEVE["cmip6"] or RETRIEVE["climate"]:
         group:
             TILE_GROUP
         resources:
-            mem_mb=tile_mem_mb(_SCENARIO_BYTES),
+            mem_mb=tile_mem_mb(
+                "scenarios", gridded=bool(RETRIEVE["climate"]), cmip6=bool(RETRIEVE["cmip6"])
+            ),
             runtime=30,
 
     ruleorder: scenarios_retrieved > scenarios

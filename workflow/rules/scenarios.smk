@@ -40,9 +40,7 @@ rule scenarios:
         step="blocks:smk_scenarios",
     threads: THREADS
     resources:
-        # terrain + climate + baseline (~120 B/px), one scenario's fields (~40 B/px per
-        # horizon) and the outputs (6 B/px per scenario x horizon)
-        mem_mb=tile_mem_mb(120 + 40 * len(HORIZONS) + 6 * len(SCENARIOS) * len(HORIZONS)),
+        mem_mb=tile_mem_mb("scenarios"),
         runtime=30,
     conda:
         ENV

@@ -14,7 +14,7 @@ rule terrain:
         step="terrain",
     threads: THREADS
     resources:
-        mem_mb=tile_mem_mb(40),
+        mem_mb=tile_mem_mb("terrain"),
         runtime=20,
     conda:
         ENV
