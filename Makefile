@@ -38,8 +38,16 @@ lint: setup
 	$(BIN)/ruff check src tests bench workflow/scripts
 	$(BIN)/snakemake --lint --configfile $(CONFIG)
 
-bench: setup
-	$(BIN)/python bench/benchmark.py
+# xarray-spatial is a reference of the benchmark, not a dependency: installed beside the venv
+# without its dependencies (its slope/aspect need none that permamap lacks; bench/README.md).
+XRSPATIAL := $(VENV)/xrspatial-0.5.3
+$(XRSPATIAL):
+	$(BIN)/python -m pip install --quiet --no-deps --target $(XRSPATIAL).part xarray-spatial==0.5.3 \
+		&& mv $(XRSPATIAL).part $(XRSPATIAL) \
+		|| echo "note: xarray-spatial not installed; the benchmark skips its lines"
+
+bench: setup $(XRSPATIAL)
+	$(BIN)/python bench/benchmark.py --xrspatial-path $(XRSPATIAL) $(BENCH_ARGS)
 
 # Runs the workflow through a real single-node SLURM started on this machine (root; installs
 # Debian's slurmctld/slurmd/slurm-client/munge) and compares with a local run. Not part of
