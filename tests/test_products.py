@@ -196,6 +196,39 @@ def test_mosaic_cog_keeps_scale_nodata_and_pixels(tmp_path):
     assert np.isnan(half[:, -1]).all()  # nodata columns stay nodata
 
 
+def test_class_cog_overview_is_the_mode_of_each_2x2_block(tmp_path):
+    """Class products get mode overviews (products.Product.resampling): a 2 x 2 block with three
+    pixels of one class and one of a distant class becomes the majority class, never the odd one
+    out (a nearest-pixel overview picks it whenever it sits at the block's first corner: this
+    test fails with ``resampling="nearest"``) nor a code in between."""
+    cls = PRODUCTS["stability"]  # codes 0 (no permafrost) .. 5 (unstable)
+    rng = np.random.default_rng(7)
+    major = rng.choice(np.array([0, 1, 4, 5], np.uint8), size=(150, 150))
+    minor = np.where(major <= 1, 5, 0).astype(np.uint8)
+    x = np.repeat(np.repeat(major, 2, axis=0), 2, axis=1)
+    # the odd one out at a random corner of every block
+    r, c = rng.integers(0, 2, size=(2, 150, 150))
+    x[2 * np.arange(150)[:, None] + r, 2 * np.arange(150)[None, :] + c] = minor
+    tiles = GRID.tiles(160)
+    paths = []
+    for t in tiles:
+        w = t.window
+        p = tmp_path / f"{t.id}.tif"
+        sub = x[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width]
+        blocks.store(
+            [blocks.RasterOut.of(cls, p, GRID.subgrid(w), [(sub, "baseline", None)])],
+            blocks.Options(),
+        )
+        paths.append(p)
+    cog = tmp_path / "class.tif"
+    mosaic_product(GRID, tiles, paths, "baseline", cls, cog, tags={})
+    with rasterio.open(cog) as src:
+        assert src.overviews(1) == [2]
+        np.testing.assert_array_equal(src.read(1), x)
+        half = src.read(1, out_shape=(150, 150))  # the overview
+    np.testing.assert_array_equal(half, major)
+
+
 def test_readers_return_physical_degc(tmp_path):
     from permamap.plots import read_decimated
     from permamap.styles import product_of, sample_values
