@@ -26,6 +26,7 @@ from affine import Affine
 from conftest import CORES, GREEDY, SNAKEMAKE, copy_workflow
 from rasterio.transform import from_origin
 from rasterio.warp import transform as warp_transform
+from rasterio.windows import Window
 
 from permamap import climate, retrieve, steps
 from permamap.config import load, load_schema, prepare
@@ -207,6 +208,60 @@ def test_grid_forcing_nodata_stays_nodata(tmp_path, raw_config):
     assert np.isnan(z_ref[:, west_cols]).all() and np.isnan(t_ref[:, :, west_cols]).all()
     east_cols = lon > 100.9 + 13 / 120  # right of the first valid column centre
     assert np.isfinite(t_ref[:, :, east_cols]).all() and np.isfinite(z_ref[:, east_cols]).all()
+
+
+def _warp_whole_raster(path, grid):
+    """The reference: the whole raster read into memory (nodata -> NaN, float64), then GDAL's
+    bilinear warp of that array onto ``grid`` (what GridForcing did before reading windows)."""
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
+    with rasterio.open(path) as src:
+        data = src.read(masked=True).astype(np.float64).filled(np.nan)
+        tr, crs = src.transform, src.crs
+    out = np.full((data.shape[0], grid.height, grid.width), np.nan)
+    reproject(
+        data,
+        out,
+        src_transform=tr,
+        src_crs=crs,
+        src_nodata=np.nan,
+        dst_transform=grid.transform,
+        dst_crs=crs,
+        dst_nodata=np.nan,
+        resampling=Resampling.bilinear,
+    )
+    return out
+
+
+def test_forcing_read_window_by_window_equals_the_whole_raster_bit_for_bit(tmp_path):
+    """climate.warp_monthly_raster reads only the source blocks a grid needs (memory follows the
+    chunk, not the region) and gives the bits of warping the whole raster held in memory: on a
+    field with curvature and nodata holes, for a region grid and for chunks of it at odd
+    offsets (each chunk equal to the same rows and columns of the region's result)."""
+    rng = np.random.default_rng(3)
+    tr = from_origin(100.9, 37.1, 1 / 120, 1 / 120)
+    lon, lat = centres(tr, 300, 300)
+    tavg = np.stack(
+        [
+            np.sin(lon * 7 + m) * 5 + np.cos(lat * 9) + rng.normal(0, 0.3, lon.shape)
+            for m in range(12)
+        ]
+    ).astype("float32")
+    tavg[:, 40:55, 100:130] = -9999.0  # a hole
+    tavg[3, 200:203, 10:12] = -9999.0  # a hole in one month only
+    path = hf.write_tif(tmp_path / "tavg.tif", tavg, tr, nodata=-9999.0)
+    region = Grid(west=101.0, north=37.0, res_deg=1 / 900, width=1500, height=1400)
+    whole = _warp_whole_raster(path, region)
+    got = climate.warp_monthly_raster(path, region, what="test", count=12)
+    np.testing.assert_array_equal(got, whole)
+    assert np.isnan(got).any() and np.isfinite(got).mean() > 0.9
+    for r0, c0, h, w in ((0, 0, 256, 256), (517, 333, 300, 211), (1200, 1289, 200, 211)):
+        chunk = region.subgrid(Window(c0, r0, w, h))
+        np.testing.assert_array_equal(
+            climate.warp_monthly_raster(path, chunk, what="test", count=12),
+            _warp_whole_raster(path, chunk),
+        )
 
 
 def test_gridded_climate_lapse_correction_by_hand(tmp_path, raw_config):

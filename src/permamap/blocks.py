@@ -486,7 +486,8 @@ SURFACE = surface.FORCING_KEY
 
 def forcings(config: dict) -> dict:
     """Climate forcing of the baseline (key None) and of every scenario (its merged config),
-    built once per tile: a gridded forcing reads its rasters when built; and under
+    built once per tile: a gridded forcing checks its rasters when built and reads the window
+    of each chunk when asked (``climate.warp_monthly_raster``); and under
     :data:`SURFACE` the land cover of ``ground.surface`` (None for one surface type), opened
     and checked once."""
     out = {None: climate.forcing_from_config(config)}

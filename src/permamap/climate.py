@@ -402,9 +402,9 @@ def uniform_delta_fields(warmings_c, shape) -> np.ndarray:
     return np.broadcast_to(w[:, None, None, None], (len(w), 12, *shape))
 
 
-def read_monthly_raster(path, *, what: str, count: int = 12):
-    """(data float64 (count, rows, cols) with NaN nodata, transform, crs) of a retrieved
-    raster (a ``resources/<run>/inputs/`` file); one readable error if it is missing or bad."""
+def _open_monthly_raster(path, *, what: str, count: int):
+    """The open rasterio dataset of a retrieved raster (a ``resources/<run>/inputs/`` file),
+    checked for CRS and band count; one readable error if it is missing or bad."""
     from pathlib import Path
 
     import rasterio
@@ -418,39 +418,47 @@ def read_monthly_raster(path, *, what: str, count: int = 12):
             "config runs them) or check climate.source"
         )
     try:
-        with rasterio.open(path) as src:
-            if src.crs is None:
-                raise InputDataError(f"{what}: {path} has no CRS")
-            if src.count != count:
-                raise InputDataError(f"{what}: {path} has {src.count} band(s), expected {count}")
-            data = src.read(masked=True).astype(np.float64).filled(np.nan)
-            return data, src.transform, src.crs
+        src = rasterio.open(path)
     except rasterio.errors.RasterioError as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise InputDataError(f"{what}: {path} is not a readable raster ({first})") from None
+    if src.crs is None or src.count != count:
+        src.close()
+        raise InputDataError(
+            f"{what}: {path} has no CRS"
+            if src.crs is None
+            else f"{what}: {path} has {src.count} band(s), expected {count}"
+        )
+    return src
 
 
-def resample_bilinear(data: np.ndarray, transform, crs, grid) -> np.ndarray:
-    """Bilinear resampling (GDAL) of a (bands, rows, cols) float64 array onto ``grid`` (a
-    :class:`~permamap.grid.Grid`), NaN where the source has no data. Bilinear interpolation
-    reproduces a field that is linear in longitude and latitude exactly."""
+def warp_monthly_raster(path, grid, *, what: str, count: int = 12) -> np.ndarray:
+    """(count, ny, nx) float64 bilinear resampling (GDAL) of a retrieved raster onto ``grid``
+    (a :class:`~permamap.grid.Grid`), NaN where the source has no data (its nodata value, or
+    NaN). Bilinear interpolation reproduces a field that is linear in longitude and latitude
+    exactly.
+
+    GDAL's warper reads only the source blocks the grid needs, so a tile chunk's forcing costs
+    memory for the chunk, not for the region's climate raster, and the file's own geotransform
+    places every source pixel: the values are the bits of resampling the whole raster read into
+    memory (tests/test_retrieve.py), whatever the chunk."""
+    import rasterio
     from rasterio.enums import Resampling
     from rasterio.warp import reproject
 
     from .grid import CRS
 
-    out = np.full((data.shape[0], grid.height, grid.width), np.nan, np.float64)
-    reproject(
-        np.ascontiguousarray(data, np.float64),
-        out,
-        src_transform=transform,
-        src_crs=crs,
-        src_nodata=np.nan,
-        dst_transform=grid.transform,
-        dst_crs=CRS,
-        dst_nodata=np.nan,
-        resampling=Resampling.bilinear,
-    )
+    out = np.full((count, grid.height, grid.width), np.nan, np.float64)
+    with _open_monthly_raster(path, what=what, count=count) as src:
+        reproject(
+            rasterio.band(src, list(range(1, count + 1))),
+            out,
+            src_nodata=np.nan if src.nodata is None else src.nodata,
+            dst_transform=grid.transform,
+            dst_crs=CRS,
+            dst_nodata=np.nan,
+            resampling=Resampling.bilinear,
+        )
     return out
 
 
@@ -462,7 +470,8 @@ class GridForcing:
     ``z_ref``: the elevation (m) they are valid at, ``..._elev.tif``: WorldClim 2.1's own
     ``elev`` grid, or for CHELSA V2.1 the region DEM averaged over each CHELSA cell (CHELSA's
     GMTED2010 orography is not distributed; see :mod:`permamap.retrieve`). Both are resampled
-    bilinearly to the tile grid; the lapse-rate correction T = T_ref + lapse (z_ref - z) is then
+    bilinearly to the tile or chunk grid (:func:`warp_monthly_raster`: read window by window,
+    never the whole region); the lapse-rate correction T = T_ref + lapse (z_ref - z) is then
     the same as for a station.
     """
 
@@ -476,21 +485,21 @@ class GridForcing:
         self.name = clim["source"]
         self.lapse = lapse_rates_c_per_m(clim["lapse_rate_c_per_m"])
         self.method = METHODS[clim.get("degree_days", "sinusoid")]
-        self._t, self._t_tr, self._t_crs = read_monthly_raster(
-            tavg_path, what=f"{self.name} monthly temperature"
+        self._files = (
+            (tavg_path, f"{self.name} monthly temperature", 12),
+            (elev_path, f"{self.name} elevation", 1),
         )
-        z, self._z_tr, self._z_crs = read_monthly_raster(
-            elev_path, what=f"{self.name} elevation", count=1
-        )
-        self._z = z
+        for path, what, count in self._files:  # checked once, read per chunk
+            _open_monthly_raster(path, what=what, count=count).close()
 
     def fields(self, grid):
         """(t_ref (12, ny, nx) float64 C, z_ref (ny, nx) float64 m) on ``grid`` (a tile's
         :class:`~permamap.grid.Grid`), NaN where either has no data."""
         if not hasattr(grid, "transform"):
             raise TypeError("GridForcing.fields needs the tile's Grid (with a transform)")
-        t = resample_bilinear(self._t, self._t_tr, self._t_crs, grid)
-        z = resample_bilinear(self._z, self._z_tr, self._z_crs, grid)[0]
+        (tp, tw, tn), (zp, zw, zn) = self._files
+        t = warp_monthly_raster(tp, grid, what=tw, count=tn)
+        z = warp_monthly_raster(zp, grid, what=zw, count=zn)[0]
         bad = ~np.isfinite(z) | ~np.isfinite(t).all(axis=0)
         t[:, bad] = np.nan
         z[bad] = np.nan
@@ -502,8 +511,7 @@ def delta_fields_from_rasters(paths, grid) -> np.ndarray:
     NaN where a raster has no data)."""
     out = np.empty((len(paths), 12, grid.height, grid.width), np.float64)
     for i, p in enumerate(paths):
-        data, tr, crs = read_monthly_raster(p, what="CMIP6 warming delta")
-        out[i] = resample_bilinear(data, tr, crs, grid)
+        out[i] = warp_monthly_raster(p, grid, what="CMIP6 warming delta")
     return out
 
 
