@@ -151,7 +151,7 @@ def scenario_delta_fields(config: dict, name: str, grid: Grid) -> np.ndarray:
         from .retrieve import cmip6_delta_path
 
         paths = [cmip6_delta_path(config, name, h) for h in config["horizons"]]
-        return climate.delta_fields_from_rasters(paths, grid)
+        return climate.delta_fields_from_rasters(paths, grid, Grid.from_config(config))
     warming = cfgmod.scenario_warming_c(config, name)
     return climate.uniform_delta_fields(
         [warming[h] for h in config["horizons"]], (grid.height, grid.width)
