@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import subprocess
+from pathlib import Path
 
 import dask.array as da
 import numpy as np
@@ -136,6 +137,65 @@ def test_tile_seams_are_bit_identical_to_one_tile(region):
     assert (cls == 1).sum() > 100 and (cls == 2).sum() > 100 and (cls == 255).sum() >= 12
     slope = b["terrain"][1]
     assert slope[slope != FLOAT_NODATA].max() > 10.0
+
+
+def _write_monthly(path, data, west, north, res):
+    from rasterio.transform import from_origin
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bands(
+        path,
+        data.astype(np.float32),
+        Grid(west=west, north=north, res_deg=res, width=data.shape[2], height=data.shape[1]),
+        dtype="float32",
+        nodata=FLOAT_NODATA,
+        descriptions=[f"b{i + 1}" for i in range(data.shape[0])],
+    )
+    with rasterio.open(path) as src:  # on its own grid, not the working grid's lattice
+        assert src.transform == from_origin(west, north, res, res)
+
+
+def test_tile_seams_are_bit_identical_with_gridded_climate_and_cmip6(region, tmp_path, monkeypatch):
+    """The seam test with a gridded climatology (2.5' cells, offset from the working grid) and
+    CMIP6 monthly warming fields (10' cells) for every scenario, resampled per chunk. (On this
+    small region the stored products would not show the last-bit differences of a forcing
+    resampled chunk by chunk with GDAL's warper; that the forcing itself has the region's bits
+    in every chunk is test_retrieve.test_forcing_of_a_chunk_is_the_regions_bits.)"""
+    cfg0, d = region
+    monkeypatch.chdir(tmp_path)  # the retrieved inputs live under resources/<run>/inputs
+    cfg = copy.deepcopy(cfg0)
+    cfg["climate"]["source"] = "worldclim"
+    for name, ssp in zip(cfg["scenarios"], ("ssp126", "ssp245", "ssp585"), strict=False):
+        cfg["scenarios"][name]["cmip6"] = {"gcms": ["MRI-ESM2-0"], "ssp": ssp, "res": "10m"}
+    from permamap import retrieve
+
+    rng = np.random.default_rng(11)
+    res = 1 / 24
+    rows, cols = np.mgrid[0:16, 0:16]
+    months = np.arange(12)[:, None, None]
+    tavg = 6 * np.sin(months / 2.0) - 0.3 * rows + 0.2 * cols + rng.normal(0, 0.5, (12, 16, 16))
+    paths = retrieve.climate_paths(cfg)
+    _write_monthly(Path(paths["tavg"]), tavg, 100.93, 37.07, res)
+    elev = 3600 + 40 * np.cos(rows / 3.0) + 25 * cols + rng.normal(0, 20, (16, 16))
+    _write_monthly(Path(paths["elev"]), elev[None], 100.93, 37.07, res)
+    for (_, h), pth in retrieve.cmip6_paths(cfg).items():
+        delta = 1 + (h - 2000) / 50 + 0.1 * rng.normal(size=(12, 5, 5))
+        _write_monthly(Path(pth), delta, 100.75, 37.2, 1 / 6)
+    tiled = {
+        t.id: _run_tile(cfg, d, t.id, "gtiled", chunk_px=7)
+        for t in Grid.from_config(cfg).tiles(cfg["tiles"]["size_px"])
+    }
+    one = copy.deepcopy(cfg)
+    one["tiles"]["size_px"] = 64
+    whole = {"r00c00": _run_tile(one, d, "r00c00", "gone", chunk_px=1024)}
+    a, b = _region_arrays(cfg, tiled), _region_arrays(one, whole)
+    for k in a:
+        np.testing.assert_array_equal(_bits(a[k]), _bits(b[k]), err_msg=k)
+    # the forcing reached the products: they differ from the station run's
+    one_station = copy.deepcopy(cfg0)
+    one_station["tiles"]["size_px"] = 64
+    station = _run_tile(one_station, d, "r00c00", "station", chunk_px=1024)
+    assert not np.array_equal(read_bands(station["sm"]), read_bands(whole["r00c00"]["sm"]))
 
 
 @pytest.fixture(scope="module")
