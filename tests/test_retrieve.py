@@ -277,6 +277,31 @@ def test_forcing_of_a_chunk_is_the_regions_bits(tmp_path):
         np.testing.assert_array_equal(got, whole[:, r0 : r0 + h, c0 : c0 + w])
 
 
+def test_grid_forcing_answers_a_repeated_grid_from_memory(tmp_path, raw_config):
+    """A chunk's climate, ground, probability and scenarios ask the forcing for the same grid:
+    the thread's last grid is answered without resampling again, read-only (so no caller can
+    change another's fields), and another grid is resampled anew; a pickled copy works."""
+    import pickle
+
+    t_path, z_path = _write_climate(tmp_path)
+    forcing = climate.GridForcing(_grid_config(raw_config), t_path, z_path)
+    a = Grid(west=101.0, north=37.0, res_deg=3 / 3600, width=50, height=40)
+    b = Grid(west=101.1, north=36.9, res_deg=3 / 3600, width=20, height=30)
+    t1, z1 = forcing.fields(a)
+    t2, z2 = forcing.fields(a)
+    assert t2 is t1 and z2 is z1
+    assert not t1.flags.writeable and not z1.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        t1[0, 0, 0] = 0.0
+    tb, _ = forcing.fields(b)
+    assert tb.shape == (12, 30, 20)
+    t3, _ = forcing.fields(a)  # resampled again: the same values, a new array
+    assert t3 is not t1
+    np.testing.assert_array_equal(t3, t1)
+    copy_ = pickle.loads(pickle.dumps(forcing))
+    np.testing.assert_array_equal(copy_.fields(a)[0], t1)
+
+
 def test_gridded_climate_lapse_correction_by_hand(tmp_path, raw_config):
     t_path, z_path = _write_climate(tmp_path)
     cfg = _grid_config(raw_config)

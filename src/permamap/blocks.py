@@ -493,7 +493,8 @@ def forcings(config: dict) -> dict:
     out = {None: climate.forcing_from_config(config)}
     for name in config["scenarios"]:
         scfg = scenario_config(config, name)
-        out[name] = out[None] if scfg is config else climate.forcing_from_config(scfg)
+        same = scfg is config or scfg["climate"] == config["climate"]
+        out[name] = out[None] if same else climate.forcing_from_config(scfg)
     out[SURFACE] = surface.from_config(config)
     return out
 

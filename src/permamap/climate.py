@@ -50,6 +50,7 @@ degree-days (tested, tests/test_model_kernels.py; about 1e-14 C and 1e-11 C*day 
 from __future__ import annotations
 
 import math
+import threading
 
 import numba as nb
 import numpy as np
@@ -591,20 +592,37 @@ class GridForcing:
         from .grid import Grid
 
         self._region = Grid.from_config(config)  # pixel centres from region indices
+        # the last grid's fields, per thread: a chunk's climate, ground, probability and every
+        # scenario ask for the same fields
+        self._recent = threading.local()
         for path, what, count in self._files:  # checked once, read per chunk
             _open_monthly_raster(path, what=what, count=count).close()
 
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state["_recent"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _recent=threading.local())
+
     def fields(self, grid):
         """(t_ref (12, ny, nx) float64 C, z_ref (ny, nx) float64 m) on ``grid`` (a tile's
-        :class:`~permamap.grid.Grid`), NaN where either has no data."""
+        :class:`~permamap.grid.Grid`), NaN where either has no data. Read-only arrays: the
+        thread's last grid is answered from memory."""
         if not hasattr(grid, "transform"):
             raise TypeError("GridForcing.fields needs the tile's Grid (with a transform)")
+        last = getattr(self._recent, "value", None)
+        if last is not None and last[0] == grid:
+            return last[1], last[2]
         (tp, tw, tn), (zp, zw, zn) = self._files
         t = warp_monthly_raster(tp, grid, what=tw, count=tn, region=self._region)
         z = warp_monthly_raster(zp, grid, what=zw, count=zn, region=self._region)[0]
         bad = ~np.isfinite(z) | ~np.isfinite(t).all(axis=0)
         t[:, bad] = np.nan
         z[bad] = np.nan
+        t.flags.writeable = z.flags.writeable = False
+        self._recent.value = (grid, t, z)
         return t, z
 
 
