@@ -672,9 +672,11 @@ def stage_write_only(spec):
     return {"seconds": time.perf_counter() - t0}
 
 
-def _tile_config(n: int, res_arcsec: float = 1.0):
+def _tile_config(n: int, res_arcsec: float = 1.0, gridded: bool = False):
     """The default config on the benchmark DEM as one tile: the region is the DEM's grid less
-    its 1-pixel ring (the tile's halo), so the DEM file is the workflow's haloed tile DEM."""
+    its 1-pixel ring (the tile's halo), so the DEM file is the workflow's haloed tile DEM.
+    ``gridded``: WorldClim climate and CMIP6 warming fields for every scenario (the files are
+    :func:`write_gridded_forcing`'s)."""
     import yaml
 
     from permamap.config import prepare
@@ -685,7 +687,43 @@ def _tile_config(n: int, res_arcsec: float = 1.0):
     raw["region"]["bbox"] = [g.west + r, g.north - (n - 1) * r, g.west + (n - 1) * r, g.north - r]
     raw["region"]["resolution_arcsec"] = res_arcsec
     raw["tiles"]["size_px"] = n - 2
+    if gridded:
+        raw["run"] = "bench_gridded"
+        raw["climate"]["source"] = "worldclim"
+        for name, ssp in zip(raw["scenarios"], ("ssp126", "ssp245", "ssp585"), strict=False):
+            raw["scenarios"][name]["cmip6"] = {"gcms": ["MRI-ESM2-0"], "ssp": ssp, "res": "10m"}
     return prepare(raw)
+
+
+def write_gridded_forcing(cfg, n: int) -> None:
+    """Synthetic rasters in the layout of the retrieved files (relative to the working
+    directory): a WorldClim-like 30" monthly climatology and its elevation over the DEM plus a
+    margin, and a 10' CMIP6-like monthly warming field per scenario and horizon."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from permamap import retrieve
+
+    g = _dem_grid(n)
+
+    def write(path, data, res, margin):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        prof = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=len(data))
+        prof.update(dtype="float32", crs="EPSG:4326", nodata=-3.4e38, tiled=True)
+        tr = from_origin(g.west - margin * res, g.north + margin * res, res, res)
+        with rasterio.open(path, "w", transform=tr, **prof) as dst:
+            dst.write(data.astype("float32"))
+
+    k = int(g.width * g.res_deg * 120) + 8
+    yy, xx = np.mgrid[0:k, 0:k]
+    paths = retrieve.climate_paths(cfg)
+    months = np.arange(12)[:, None, None]
+    write(paths["tavg"], -10 + 2 * months - 0.01 * yy + 0.005 * xx + np.sin(xx / 9.0), 1 / 120, 4)
+    write(paths["elev"], (3500 + 2 * xx - 3 * yy + 50 * np.cos(yy / 7.0))[None], 1 / 120, 4)
+    k = int(g.width * g.res_deg * 6) + 4
+    yy, xx = np.mgrid[0:k, 0:k]
+    for (_, h), path in retrieve.cmip6_paths(cfg).items():
+        write(path, 0.5 + (h - 2000) / 40 + 0.02 * xx + 0.01 * yy + 0.1 * months, 1 / 6, 2)
 
 
 #: The workflow's per-tile jobs, in order: (stage, outputs).
@@ -695,17 +733,23 @@ TILE_JOBS = ("terrain", "climate", "ground", "scenarios")
 def stage_tile_job(spec):
     """One of the workflow's per-tile jobs (``blocks.<job>_tile``, as the Snakemake rules call
     them) on the benchmark DEM as one tile, reading the files the previous job wrote; the
-    scenario job with the degradation classes, as the workflow runs it."""
+    scenario job with the degradation classes, as the workflow runs it. ``gridded``: the
+    scenario job with a WorldClim climatology and CMIP6 warming fields
+    (:func:`write_gridded_forcing`) instead of the sample config's station and trends."""
     from permamap import blocks
     from permamap.grid import Grid
 
-    cfg = _tile_config(spec["n"])
+    d = Path(spec["out"]).resolve()
+    d.mkdir(parents=True, exist_ok=True)
+    gridded = spec.get("gridded", False)
+    cfg = _tile_config(spec["n"], gridded=gridded)
+    if gridded:
+        os.chdir(d)  # the retrieved files' paths are relative to the working directory
+        write_gridded_forcing(cfg, spec["n"])
     cfg["compute"]["threads"] = spec["threads"]
     cfg["blocks"]["chunk_px"] = spec["chunk"]
     cfg["blocks"]["compress"] = spec["compress"]
     _warm(cfg)
-    d = Path(spec["out"])
-    d.mkdir(parents=True, exist_ok=True)
     (tid,) = [t.id for t in Grid.from_config(cfg).tiles(cfg["tiles"]["size_px"])]
     th = spec["threads"]
     t0 = time.perf_counter()
@@ -740,15 +784,16 @@ def stage_tile_job(spec):
     return {"seconds": time.perf_counter() - t0}
 
 
-def tile_job_request_mb(job: str, n: int, args) -> int:
+def tile_job_request_mb(job: str, n: int, args, gridded: bool = False) -> int:
     """``mem_mb`` (attempt 1) the workflow's rule asks for this tile job on the benchmark DEM as
     one tile, with the benchmark's chunks and threads (``blocks.job_mem_mb``, as
     ``workflow/rules/common.smk`` computes it)."""
     from permamap import blocks
 
-    cfg = _tile_config(n)
+    cfg = _tile_config(n, gridded=gridded)
     opts = blocks.options_from_config(cfg, threads=args.threads, chunk_px=args.chunk)
-    per_px = blocks.job_bytes_per_px(job, len(cfg["scenarios"]), len(cfg["horizons"]))
+    n_scen, n_hor = len(cfg["scenarios"]), len(cfg["horizons"])
+    per_px = blocks.job_bytes_per_px(job, n_scen, n_hor, gridded=gridded, cmip6=gridded)
     return blocks.job_mem_mb(per_px, 1, tile_px=cfg["tiles"]["size_px"], opts=opts)
 
 
@@ -1107,6 +1152,19 @@ def main(argv=None) -> None:
             )
             mem_requests[job] = (res["rss_mb"], tile_job_request_mb(job, n, args))
             print(f"    the rule's mem_mb request (attempt 1): {mem_requests[job][1]} MB")
+        # the scenario job as a real-data run has it: gridded climate, CMIP6 fields
+        job = "scenarios (WorldClim, CMIP6)"
+        res = add(
+            f"workflow tile job: {job}",
+            best_of(
+                args.repeat,
+                run_child,
+                "tile_job",
+                dict(spec, job="scenarios", gridded=True, out=str(work / "tile_jobs")),
+            ),
+        )
+        mem_requests[job] = (res["rss_mb"], tile_job_request_mb("scenarios", n, args, True))
+        print(f"    the rule's mem_mb request (attempt 1): {mem_requests[job][1]} MB")
     if not args.no_scaling and not args.dem:
         n2 = n // 2
         dem2 = work / f"dem_{n2}.tif"
