@@ -1140,31 +1140,22 @@ def main(argv=None) -> None:
     if not args.dem:
         # the workflow's own per-tile jobs (files between the stages, the Monte Carlo
         # probability in the ground job, degradation classes in the scenario job)
-        for job in TILE_JOBS:
+        # ... and the scenario job as a real-data run has it: gridded climate, CMIP6 fields
+        jobs = [(job, job, False) for job in TILE_JOBS]
+        jobs.append(("scenarios (WorldClim, CMIP6)", "scenarios", True))
+        for label, job, gridded in jobs:
             res = add(
-                f"workflow tile job: {job}",
+                f"workflow tile job: {label}",
                 best_of(
                     args.repeat,
                     run_child,
                     "tile_job",
-                    dict(spec, job=job, out=str(work / "tile_jobs")),
+                    dict(spec, job=job, gridded=gridded, out=str(work / "tile_jobs")),
                 ),
             )
-            mem_requests[job] = (res["rss_mb"], tile_job_request_mb(job, n, args))
-            print(f"    the rule's mem_mb request (attempt 1): {mem_requests[job][1]} MB")
-        # the scenario job as a real-data run has it: gridded climate, CMIP6 fields
-        job = "scenarios (WorldClim, CMIP6)"
-        res = add(
-            f"workflow tile job: {job}",
-            best_of(
-                args.repeat,
-                run_child,
-                "tile_job",
-                dict(spec, job="scenarios", gridded=True, out=str(work / "tile_jobs")),
-            ),
-        )
-        mem_requests[job] = (res["rss_mb"], tile_job_request_mb("scenarios", n, args, True))
-        print(f"    the rule's mem_mb request (attempt 1): {mem_requests[job][1]} MB")
+            request = tile_job_request_mb(job, n, args, gridded)
+            mem_requests[label] = (res["rss_mb"], request)
+            print(f"    the rule's mem_mb request (attempt 1): {request} MB")
     if not args.no_scaling and not args.dem:
         n2 = n // 2
         dem2 = work / f"dem_{n2}.tif"

@@ -154,21 +154,28 @@ def test_out_of_range_chunk_fails_and_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_mosaic_cog_keeps_scale_nodata_and_pixels(tmp_path):
-    from rio_cogeo.cogeo import cog_validate
-
-    x = _field()
-    tiles = GRID.tiles(160)  # 2 x 2 tiles, ragged
+def _tile_files(tmp_path, x, product, band, unit):
+    """``x`` (on GRID) cut into 2 x 2 ragged tiles of 160 px, each written as a per-tile file
+    of ``product`` by the chunked writer: (tiles, paths)."""
+    tiles = GRID.tiles(160)
     paths = []
     for t in tiles:
         w = t.window
         p = tmp_path / f"{t.id}.tif"
         sub = x[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width]
         blocks.store(
-            [blocks.RasterOut.of(MAGT, p, GRID.subgrid(w), [(sub, "s/2050", "degC")])],
+            [blocks.RasterOut.of(product, p, GRID.subgrid(w), [(sub, band, unit)])],
             blocks.Options(),
         )
         paths.append(p)
+    return tiles, paths
+
+
+def test_mosaic_cog_keeps_scale_nodata_and_pixels(tmp_path):
+    from rio_cogeo.cogeo import cog_validate
+
+    x = _field()
+    tiles, paths = _tile_files(tmp_path, x, MAGT, "s/2050", "degC")  # 2 x 2, ragged
     cog = tmp_path / "magt.tif"
     mosaic_product(GRID, tiles, paths, "s/2050", MAGT, cog, tags={"scenario": "s"})
     ok, errors, _ = cog_validate(str(cog))
@@ -209,17 +216,7 @@ def test_class_cog_overview_is_the_mode_of_each_2x2_block(tmp_path):
     # the odd one out at a random corner of every block
     r, c = rng.integers(0, 2, size=(2, 150, 150))
     x[2 * np.arange(150)[:, None] + r, 2 * np.arange(150)[None, :] + c] = minor
-    tiles = GRID.tiles(160)
-    paths = []
-    for t in tiles:
-        w = t.window
-        p = tmp_path / f"{t.id}.tif"
-        sub = x[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width]
-        blocks.store(
-            [blocks.RasterOut.of(cls, p, GRID.subgrid(w), [(sub, "baseline", None)])],
-            blocks.Options(),
-        )
-        paths.append(p)
+    tiles, paths = _tile_files(tmp_path, x, cls, "baseline", None)
     cog = tmp_path / "class.tif"
     mosaic_product(GRID, tiles, paths, "baseline", cls, cog, tags={})
     with rasterio.open(cog) as src:

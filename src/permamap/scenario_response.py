@@ -57,6 +57,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numba as nb
@@ -924,6 +925,10 @@ def scenarios_block(
         # without degradation straight into the output bands of the run's scenarios
         order = list(config["scenarios"])
         for names, scfg, forcing, deltas, skw in _fused_runs(runs):
+            if deltas is None:
+                if degradation:
+                    continue  # CMIP6 fields: made beside the scenario's degradation below
+                deltas = runs[names[0]]["fields"]()
             first = order.index(names[0]) * nh
             bands = slice(first, first + len(names) * nh)
             m_all, c_all = ground.compute_scenarios(
@@ -944,9 +949,16 @@ def scenarios_block(
         if not degradation:
             return {"magt": magts, "class": classes}
     for name in config["scenarios"]:
-        scfg, forcing, deltas, skw = (runs[name][k] for k in ("config", "forcing", "deltas", "skw"))
+        r = runs.pop(name)  # released with the scenario: one scenario's CMIP6 fields at a time
+        scfg, forcing, deltas, skw = (r[k] for k in ("config", "forcing", "deltas", "skw"))
+        if deltas is None:
+            deltas = r["fields"]()
         if not is_transient:
-            m_all, c_all = runs[name]["magt"], runs[name]["class"]
+            if "magt" not in r:  # CMIP6 fields: its kernel call here, as in the fused loop
+                r["magt"], r["class"] = ground.compute_scenarios(
+                    scfg, forcing, z_ground, slope, aspect, deltas, grid=grid, solar=solar, **skw
+                )
+            m_all, c_all = r["magt"], r["class"]
         for k, h in enumerate(config["horizons"]):
             maat_s, fdd_s, tdd_s, amp_s = scenario_climate(forcing, z, deltas[k], grid)
             if is_transient:
@@ -985,6 +997,7 @@ def scenarios_block(
                     valid,
                 )
             i += 1
+        r = deltas = None  # before the next scenario's fields are made
     out = {"magt": magts, "class": classes}
     if degradation:
         out["degradation"] = degs
@@ -993,19 +1006,23 @@ def scenarios_block(
 
 def _scenario_runs(config: dict, grid: Grid, surf_kw: dict, forcing_of: dict | None) -> dict:
     """Per scenario: its merged config, forcing, monthly warming fields on ``grid`` and the
-    surface keyword arguments of the ground wrappers."""
+    surface keyword arguments of the ground wrappers. ``deltas`` is None for a scenario with
+    CMIP6 fields ((horizons, 12, rows, cols) float64, resampled per chunk): ``fields()``
+    makes them when that scenario is computed, so a chunk holds one scenario's at a time."""
     from . import surface
     from .steps import scenario_delta_fields
 
     runs = {}
     for name in config["scenarios"]:
         scfg = cfgmod.scenario_config(config, name)
+        cmip6 = bool(config["scenarios"][name].get("cmip6"))
         runs[name] = {
             "config": scfg,
             "forcing": (
                 forcing_of[name] if forcing_of is not None else climate.forcing_from_config(scfg)
             ),
-            "deltas": scenario_delta_fields(config, name, grid),
+            "deltas": None if cmip6 else scenario_delta_fields(config, name, grid),
+            "fields": partial(scenario_delta_fields, config, name, grid),
             "skw": surface.scenario_args(surf_kw, scfg),
         }
     return runs
@@ -1016,14 +1033,14 @@ def _fused_runs(runs: dict):
     consecutive scenarios one :func:`permamap.ground.compute_scenarios` call can serve: the
     same forcing object, the same packed ground parameters and surface multipliers, and
     spatially uniform warmings (zero-stride fields, concatenated without copying the grid).
-    A scenario with CMIP6 fields or its own parameters gets a call of its own."""
-    from .climate import is_spatially_uniform
+    A scenario with CMIP6 fields (``deltas`` None: the caller makes them) or its own parameters
+    gets a call of its own."""
 
     groups: list[list[str]] = []
     for name, r in runs.items():
         if groups:
             prev = runs[groups[-1][-1]]
-            if _fusable(prev, r) and is_spatially_uniform(r["deltas"]):
+            if _fusable(prev, r) and _uniform(r):
                 groups[-1].append(name)
                 continue
         groups.append([name])
@@ -1037,10 +1054,15 @@ def _fused_runs(runs: dict):
         yield names, first["config"], first["forcing"], deltas, first["skw"]
 
 
-def _fusable(a: dict, b: dict) -> bool:
+def _uniform(run: dict) -> bool:
+    """A run whose warming is the same everywhere (zero-stride fields, made already)."""
     from .climate import is_spatially_uniform
 
-    if a["forcing"] is not b["forcing"] or not is_spatially_uniform(a["deltas"]):
+    return run["deltas"] is not None and is_spatially_uniform(run["deltas"])
+
+
+def _fusable(a: dict, b: dict) -> bool:
+    if a["forcing"] is not b["forcing"] or not _uniform(a):
         return False
     if not np.array_equal(ground.pack_params(a["config"]), ground.pack_params(b["config"])):
         return False
